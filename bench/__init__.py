@@ -1,0 +1,1 @@
+"""Serving benchmarks: this server against in-process ORT, a naive app and peer servers."""

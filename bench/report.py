@@ -1,0 +1,194 @@
+"""Render a run as Markdown: targets, the load generator's ceiling, tables and ratios."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from bench.results import IN_PROCESS, Cell, RunResults, cpu, wall
+
+MLSERVER_JSON = "mlserver json"
+OURS_JSON = ("ours json", "ours-batching json")
+OURS_BINARY = ("ours binary", "ours-batching binary")
+
+
+Metric = Callable[[Cell], float]
+
+
+@dataclass(frozen=True)
+class Target:
+    title: str
+    ours: tuple[str, ...]  # the best of these contenders...
+    other: str  # ...against this one's best, at the same batch size
+    batch: int
+    goal: float
+
+
+TARGETS = (
+    Target("ours JSON vs MLServer JSON, batch 1 (req/s)", OURS_JSON, MLSERVER_JSON, 1, 1.5),
+    Target("ours JSON vs MLServer JSON, batch 32 (req/s)", OURS_JSON, MLSERVER_JSON, 32, 2.0),
+    Target(
+        "ours binary vs MLServer JSON, batch 128 (rows/s)", OURS_BINARY, MLSERVER_JSON, 128, 5.0
+    ),
+    Target(
+        "ours vs in-process ORT, batch 32 (rows/s)", OURS_JSON + OURS_BINARY, IN_PROCESS, 32, 0.85
+    ),
+)
+
+
+def render(results: RunResults, command: str) -> str:
+    lines = ["# Serving benchmark", ""]
+    lines += _preamble(results, command)
+    lines += ["", "## Targets", "", *target_table(results)]
+    lines += ["", "## Load generator ceiling", "", *_ceiling(results)]
+    for batch in results.settings["batches"]:
+        lines += ["", f"## Batch {batch}", "", *_batch_table(results, batch)]
+        lines += ["", f"Best rows/s ratios at batch {batch} (row ÷ column):", ""]
+        lines += _ratio_matrix(results, batch)
+    lines += _problems(results)
+    if results.image_report:
+        lines += ["", "## Images", "", results.image_report.strip()]
+    return "\n".join(lines) + "\n"
+
+
+def _preamble(results: RunResults, command: str) -> list[str]:
+    env = results.environment
+    settings = results.settings
+    peers = f"MLServer {env.get('mlserver')}, LitServe {env.get('litserve')}"
+    lines = [
+        f"Measured {env['date_utc']} with `{command}`.",
+        "",
+        f"- Machine: {env['cpu']}, {env['cpus_online']} CPUs online, "
+        f"1-minute load average at start {env['load_average_1m']}.",
+        f"- Versions: Python {env['python']}, onnxruntime {env['onnxruntime']}, "
+        f"FastAPI {env['fastapi']}, {peers}, {env['wrk']}.",
+        "- Budget: every server is pinned to CPU 0 (`taskset -c 0`) with one ONNX Runtime "
+        "thread; the load generator (wrk, one thread) is pinned to CPU 1; in-process ORT runs "
+        "on CPU 0 with one thread.",
+        f"- Each cell: {settings['duration_s']} s of load after a {settings['warmup_s']} s "
+        f"warm-up per batch size; concurrency = open connections "
+        f"({', '.join(map(str, settings['concurrencies']))}); {settings['rounds']} round(s), "
+        "servers in a rotated order each round, the median round reported.",
+        "- Before timing, every contender answered the benchmark request with the same labels "
+        "as in-process ORT (a mismatch fails the contender).",
+    ]
+    if settings.get("note"):
+        lines.append(f"- Note: {settings['note']}")
+    return lines
+
+
+def target_table(results: RunResults) -> list[str]:
+    """Each target judged twice: on wall-clock rates and on work per CPU-second."""
+    lines = [
+        "| target | goal | wall clock: best vs best | met | per CPU-second: best vs best | met |",
+        "|---|---|---|---|---|---|",
+    ]
+    for target in TARGETS:
+        row = f"| {target.title} | ≥ {target.goal:g}x |"
+        for metric, unit in ((wall, "/s"), (cpu, "/CPU-s")):
+            ours = _best_of(results, target.ours, target.batch, metric)
+            other = results.best(target.other, target.batch, metric)
+            if ours is None or other is None:
+                row += " not measured | — |"
+                continue
+            ratio = _ratio(ours, other, metric)
+            versus = f"{_describe(ours, metric, unit)} vs {_describe(other, metric, unit)}"
+            met = "yes" if ratio >= target.goal else "**no**"
+            row += f" {ratio:.2f}x ({versus}) | {met} |"
+        lines.append(row)
+    return lines
+
+
+def _best_of(
+    results: RunResults, contenders: Sequence[str], batch: int, metric: Metric
+) -> Cell | None:
+    cells = [results.best(name, batch, metric) for name in contenders]
+    return max((c for c in cells if c is not None), key=metric, default=None)
+
+
+def _ratio(a: Cell, b: Cell, metric: Metric = wall) -> float:
+    return metric(a) / metric(b) if metric(b) else float("inf")
+
+
+def _describe(cell: Cell, metric: Metric, unit: str) -> str:
+    what = "rows" if cell.batch > 1 else "req"
+    where = "" if cell.contender == IN_PROCESS else f" c={cell.concurrency}"
+    return f"{cell.contender}{where}: {metric(cell):,.0f} {what}{unit}"
+
+
+def _ceiling(results: RunResults) -> list[str]:
+    if results.ceiling is None:
+        return ["Not measured."]
+    concurrency, ceiling = results.ceiling
+    served = [c for c in results.cells if c.contender != IN_PROCESS and c.valid]
+    top = max(served, key=lambda c: c.requests_per_s, default=None)
+    line = (
+        f"wrk against a do-nothing HTTP responder (`bench/trivial_server.py`, CPU 0) at "
+        f"c={concurrency}: **{ceiling:,.0f} req/s**."
+    )
+    if top is not None:
+        share = top.requests_per_s / ceiling if ceiling else float("inf")
+        line += (
+            f" The fastest served cell ({top.contender}, batch {top.batch}, c={top.concurrency}) "
+            f"reached {top.requests_per_s:,.0f} req/s = {share:.0%} of that ceiling, so the "
+            "load generator is not what limits the servers."
+            if share < 0.5
+            else f" The fastest served cell reached {share:.0%} of it: treat it as wrk-bound."
+        )
+    return [line]
+
+
+def _batch_table(results: RunResults, batch: int) -> list[str]:
+    header = (
+        "| contender | c | req/s | rows/s | rows/CPU-s | p50 ms | p99 ms "
+        "| x MLServer JSON | x in-process |"
+    )
+    lines = [header, "|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    limit = results.best(IN_PROCESS, batch)
+    for cell in (c for c in results.cells if c.batch == batch):
+        peer = _cell_at(results, MLSERVER_JSON, batch, cell.concurrency)
+        vs_peer = _fmt_ratio(cell, peer)
+        vs_limit = _fmt_ratio(cell, limit)
+        errors = "" if cell.valid else f" ⚠ {cell.errors} errors"
+        lines.append(
+            f"| {cell.contender}{errors} | {cell.concurrency} | {cell.requests_per_s:,.0f} "
+            f"| {cell.rows_per_s:,.0f} | {cell.rows_per_cpu_s:,.0f} "
+            f"| {cell.p50_ms:.2f} | {cell.p99_ms:.2f} "
+            f"| {vs_peer} | {vs_limit} |"
+        )
+    return lines
+
+
+def _cell_at(results: RunResults, contender: str, batch: int, concurrency: int) -> Cell | None:
+    for cell in results.cells:
+        if (cell.contender, cell.batch, cell.concurrency) == (contender, batch, concurrency):
+            return cell if cell.valid else None
+    return None
+
+
+def _fmt_ratio(cell: Cell, other: Cell | None) -> str:
+    if other is None or not cell.valid or other is cell:
+        return "—"
+    return f"{_ratio(cell, other):.2f}x"
+
+
+def _ratio_matrix(results: RunResults, batch: int) -> list[str]:
+    best = {name: results.best(name, batch) for name in results.contenders()}
+    cells = {name: cell for name, cell in best.items() if cell is not None}
+    names = list(cells)
+    lines = ["| ÷ | " + " | ".join(names) + " |", "|---|" + "--:|" * len(names)]
+    for row in names:
+        ratios = [f"{_ratio(cells[row], cells[col]):.2f}x" for col in names]
+        lines.append(f"| **{row}** | " + " | ".join(ratios) + " |")
+    return lines
+
+
+def _problems(results: RunResults) -> list[str]:
+    lines: list[str] = []
+    if results.failed:
+        lines += ["", "## Failed", ""]
+        lines += [f"- **{name}**: {reason}" for name, reason in results.failed.items()]
+    if results.skipped:
+        lines += ["", "## Not measured", ""]
+        lines += [f"- {name}: {reason}" for name, reason in results.skipped.items()]
+    return lines

@@ -1,0 +1,145 @@
+"""The servers under test: how each is launched on the same model, and what it speaks."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import formats, processes, workload
+from bench.formats import RequestFormat
+
+BENCH_DIR = Path(__file__).resolve().parent
+PEER_VENVS = {"mlserver": BENCH_DIR / ".venv-mlserver", "litserve": BENCH_DIR / ".venv-litserve"}
+# Batching settings for "ours, batching on": merge up to 128 rows, wait at most 2 ms.
+BATCH_ENV = {"MAX_BATCH_SIZE": "128", "MAX_BATCH_DELAY_MS": "2"}
+
+
+@dataclass(frozen=True)
+class Launch:
+    command: list[str]
+    env: dict[str, str]
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """One server process; it may be measured with several request formats."""
+
+    name: str
+    formats: tuple[RequestFormat, ...]
+    ready_path: str
+    # (model repository, work dir, port) -> command line and environment
+    launch: Callable[[Path, Path, int], Launch]
+    # Why it cannot run here, or None when it can.
+    unavailable: Callable[[], str | None] = lambda: None
+
+
+def _peer_python(peer: str) -> Path:
+    return PEER_VENVS[peer] / "bin" / "python"
+
+
+def _missing_peer(peer: str) -> Callable[[], str | None]:
+    def check() -> str | None:
+        if _peer_python(peer).exists():
+            return None
+        return f"{PEER_VENVS[peer]} missing: run bench/setup.sh"
+
+    return check
+
+
+def _ours(extra_env: dict[str, str]) -> Callable[[Path, Path, int], Launch]:
+    def launch(repository: Path, _work: Path, port: int) -> Launch:
+        env = {
+            "HOST": processes.LOOPBACK,
+            "PORT": str(port),
+            "MODEL_REPOSITORY": str(repository),
+            "INTRA_OP_THREADS": "1",
+            "LOG_LEVEL": "warning",
+            **extra_env,
+        }
+        return Launch([sys.executable, "-m", "service"], env)
+
+    return launch
+
+
+def _ours_unavailable() -> str | None:
+    if (workload.REPO_ROOT / "service" / "__main__.py").exists():
+        return None
+    return "service/__main__.py not found"
+
+
+def _naive(repository: Path, _work: Path, port: int) -> Launch:
+    model = repository / workload.MODEL_NAME / "1" / "model.onnx"
+    command = [sys.executable, "-m", "uvicorn", "bench.naive_app:app"]
+    command += ["--host", processes.LOOPBACK, "--port", str(port)]
+    command += ["--no-access-log", "--log-level", "warning"]
+    return Launch(command, {"MODEL_PATH": str(model)})
+
+
+def _mlserver(repository: Path, work: Path, port: int) -> Launch:
+    """A settings folder for `mlserver start`: our ORT runtime class, one process, no extras."""
+    folder = work / "mlserver"
+    model_folder = folder / workload.MODEL_NAME
+    model_folder.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "host": processes.LOOPBACK,
+        "http_port": port,
+        "grpc_port": processes.free_port(),
+        "metrics_port": processes.free_port(),
+        # Inference in the server process itself: no extra worker processes to feed
+        # through IPC on a one-core budget (MLServer's fastest setting here).
+        "parallel_workers": 0,
+        "debug": False,
+    }
+    model_settings = {
+        "name": workload.MODEL_NAME,
+        "implementation": "bench.mlserver_runtime.OnnxRuntimeModel",
+        "parameters": {"uri": str(repository / workload.MODEL_NAME / "1" / "model.onnx")},
+    }
+    (folder / "settings.json").write_text(json.dumps(settings))
+    (model_folder / "model-settings.json").write_text(json.dumps(model_settings))
+    mlserver = PEER_VENVS["mlserver"] / "bin" / "mlserver"
+    return Launch([str(mlserver), "start", str(folder)], {"PYTHONPATH": str(workload.REPO_ROOT)})
+
+
+def _litserve(repository: Path, _work: Path, port: int) -> Launch:
+    model = repository / workload.MODEL_NAME / "1" / "model.onnx"
+    command = [str(_peer_python("litserve")), "-m", "bench.litserve_app", str(port)]
+    return Launch(command, {"MODEL_PATH": str(model), "PYTHONPATH": str(workload.REPO_ROOT)})
+
+
+def _trivial(_repository: Path, _work: Path, port: int) -> Launch:
+    return Launch([sys.executable, "-m", "bench.trivial_server", str(port)], {})
+
+
+OURS = ServerSpec(
+    "ours",
+    (formats.OIP_JSON, formats.OIP_BINARY),
+    "/v2/health/ready",
+    _ours({}),
+    _ours_unavailable,
+)
+OURS_BATCHING = ServerSpec(
+    "ours-batching",
+    (formats.OIP_JSON, formats.OIP_BINARY),
+    "/v2/health/ready",
+    _ours(BATCH_ENV),
+    _ours_unavailable,
+)
+NAIVE = ServerSpec("naive-fastapi", (formats.PLAIN_JSON,), "/health", _naive)
+MLSERVER = ServerSpec(
+    "mlserver",
+    (formats.OIP_JSON,),
+    f"/v2/models/{workload.MODEL_NAME}/ready",
+    _mlserver,
+    _missing_peer("mlserver"),
+)
+LITSERVE = ServerSpec(
+    "litserve", (formats.PLAIN_JSON,), "/health", _litserve, _missing_peer("litserve")
+)
+# Not a contender: the load generator's ceiling against an endpoint that does no work.
+TRIVIAL = ServerSpec("trivial-responder", (), "/v2/health/live", _trivial)
+
+ALL_SERVERS = (OURS, OURS_BATCHING, NAIVE, MLSERVER, LITSERVE)

@@ -1,0 +1,106 @@
+"""Checks of every user-supplied pipeline argument, run BEFORE anything is built or pushed.
+
+Each check returns the normalized value or raises a one-line ValueError that names the bad
+value and what is allowed. Pure Python, no dagger import.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from .variants import VARIANTS, Variant
+
+# Hostname labels with an optional port: ghcr.io, docker.io, localhost:5000, 127.0.0.1:5000,
+# 123456789012.dkr.ecr.eu-west-1.amazonaws.com. No scheme, no path, no credentials.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_REGISTRY = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*(?::[0-9]{{1,5}})?$")
+# The path grammar of the distribution reference spec: lowercase components joined by "/".
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_REPOSITORY = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
+_MAX_NAME_LENGTH = 255  # registry + "/" + repository, per the reference spec
+
+
+def _choices(values: Sequence[str]) -> str:
+    return ", ".join(values)
+
+
+def variant(name: str) -> Variant:
+    """The variant called `name` (cpu or gpu)."""
+    if name not in VARIANTS:
+        raise ValueError(f"invalid variant {name!r}: choose one of {_choices(list(VARIANTS))}")
+    return VARIANTS[name]
+
+
+def variant_list(names: Sequence[str]) -> list[Variant]:
+    """Distinct variants in the given order; at least one."""
+    if not names:
+        raise ValueError(f"no variant given: choose from {_choices(list(VARIANTS))}")
+    return [variant(n) for n in dict.fromkeys(names)]
+
+
+def platform(chosen: Variant, name: str | None) -> str | None:
+    """The build platform: `name` when this variant ships for it.
+
+    Without `name`: the only platform of a single-platform variant (GPU: linux/amd64), else
+    None, which lets the engine build for its own platform (no emulation on an arm64 laptop).
+    """
+    if name is None or name == "":
+        return chosen.platforms[0] if len(chosen.platforms) == 1 else None
+    if name not in chosen.platforms:
+        raise ValueError(
+            f"invalid platform {name!r} for variant {chosen.name!r}: "
+            f"choose one of {_choices(chosen.platforms)}"
+        )
+    return name
+
+
+def registry(host: str) -> str:
+    """A registry host[:port] such as ghcr.io or localhost:5000."""
+    if not _REGISTRY.match(host):
+        raise ValueError(
+            f"invalid registry {host!r}: expected a host[:port] such as ghcr.io or "
+            "localhost:5000 (no scheme, path or credentials)"
+        )
+    port = host.rpartition(":")[2] if ":" in host else None
+    if port is not None and not 0 < int(port) < 65536:
+        raise ValueError(f"invalid registry {host!r}: port {port} is out of range")
+    return host
+
+
+def repository(path: str, registry_host: str) -> str:
+    """A repository path such as my-org/onnx-serving, lowercased.
+
+    Image names are lowercase; GitHub's `github.repository` keeps the owner's capitals, so
+    (like docker/metadata-action) the path is lowercased rather than rejected.
+    """
+    if not _REPOSITORY.match(path.lower()):
+        raise ValueError(
+            f"invalid repository {path!r}: expected path components such as "
+            "my-org/onnx-serving (letters, digits, '.', '_', '-', joined by '/')"
+        )
+    if len(registry_host) + 1 + len(path) > _MAX_NAME_LENGTH:
+        raise ValueError(
+            f"invalid repository {path!r}: the image name exceeds {_MAX_NAME_LENGTH} characters"
+        )
+    return path.lower()
+
+
+def credentials(username: str | None, has_password: bool) -> None:
+    """Username and password come together, or not at all (anonymous or pre-configured)."""
+    if username is not None and username.strip() == "":
+        raise ValueError("invalid username '': give a registry user name or omit --username")
+    if has_password and username is None:
+        raise ValueError("--password was given without --username: registries need both")
+    if username is not None and not has_password:
+        raise ValueError(
+            f"--username {username!r} was given without --password: pass the token as a "
+            "secret, e.g. --password env://REGISTRY_TOKEN"
+        )
+
+
+def positive(name: str, value: int) -> int:
+    """A count that must be at least 1 (requests, concurrency, batch size)."""
+    if value < 1:
+        raise ValueError(f"invalid {name} {value!r}: must be at least 1")
+    return value

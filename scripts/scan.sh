@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# One command per security scan, with the pinned scanners of .venv (./scripts/dev_env.sh) and
+# the same command lines and gate as `dagger call scan|sbom|lint` and tests/security.
+#
+#   scripts/scan.sh fs                  # Trivy misconfig+secret+license on the repo, gated
+#   scripts/scan.sh image TAG           # the same on a local image (docker save), gated
+#   scripts/scan.sh sbom TAG [OUT]      # CycloneDX SBOM of a local image (default TAG.cdx.json)
+#   scripts/scan.sh dockerfiles         # hadolint on every dockerfiles/Dockerfile.*
+#   scripts/scan.sh workflows           # zizmor --offline on .github (workflows, dependabot)
+#
+# Gate options (env): SEVERITY (default HIGH,CRITICAL), IGNORE_UNFIXED=1, SCANNERS (default
+# misconfig,secret,license; add vuln where a Trivy DB is in TRIVY_CACHE_DIR). Reports land in
+# $SCAN_OUT (default $TMPDIR/onnx-serving-scan). Exit: 0 pass, 1 findings, 2 bad usage or input.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv=${VENV:-.venv}
+py="$venv/bin/python"
+out=${SCAN_OUT:-${TMPDIR:-/tmp}/onnx-serving-scan}
+cache=${TRIVY_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/onnx-serving-trivy}
+docker_bin=${DOCKER:-docker}
+export PYTHONPATH="ci/src${PYTHONPATH:+:$PYTHONPATH}"
+
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[[ -x $py ]] || { echo "scan: $py not found: run ./scripts/dev_env.sh first" >&2; exit 2; }
+mkdir -p "$out" "$cache"
+
+# Print a command line built by ci/src/onnx_serving (trivy.py / commands.py), one argument per
+# line. $1 is a fixed Python expression of this script; values reach it only through env (E).
+cmdline() {
+    "$py" -c "import os
+from onnx_serving import commands, trivy
+E = os.environ
+print('\n'.join($1))"
+}
+
+# Run a Trivy JSON scan of TARGET into REPORT, then the gate on the report.
+trivy_gated() {  # FUNC TARGET REPORT
+    local args=() gate=(--severity "${SEVERITY:-HIGH,CRITICAL}" --ignorefile .trivyignore.yaml)
+    mapfile -t args < <(TARGET=$2 REPORT=$3 TRIVY="$venv/bin/trivy" CACHE=$cache \
+        SCANNERS=${SCANNERS:-misconfig,secret,license} cmdline \
+        "trivy.$1(E['TARGET'], E['REPORT'], scanners=E['SCANNERS'].split(','), trivy=E['TRIVY'], cache_dir=E['CACHE'])")
+    "${args[@]}"
+    [[ ${IGNORE_UNFIXED:-0} == 1 ]] && gate+=(--ignore-unfixed)
+    "$py" -m onnx_serving.gate "$3" "${gate[@]}"
+}
+
+save_image() {  # TAG -> prints the path of its `docker save` tarball
+    local tarball
+    tarball="$out/$(tr '/:@' '___' <<<"$1").tar"
+    "$docker_bin" image inspect "$1" >/dev/null 2>&1 \
+        || { echo "scan: no local image '$1' (build it first)" >&2; exit 2; }
+    "$docker_bin" save -o "$tarball" "$1"
+    echo "$tarball"
+}
+
+case ${1:-} in
+    fs)
+        # What git would commit (tracked + untracked, not ignored): the repo as a fresh clone
+        # sees it, without local caches, virtualenvs and downloads.
+        tree="$out/repo"
+        rm -rf "$tree" && mkdir -p "$tree"
+        git ls-files -z --cached --others --exclude-standard \
+            | tar --null --files-from=- --ignore-failed-read -cf - 2>/dev/null | tar -C "$tree" -xf -
+        trivy_gated fs_scan_command "$tree" "$out/repo.trivy.json" ;;
+    image)
+        [[ -n ${2:-} ]] || usage
+        tarball=$(save_image "$2")
+        trap 'rm -f "$tarball"' EXIT
+        trivy_gated image_scan_command "$tarball" "${tarball%.tar}.trivy.json" ;;
+    sbom)
+        [[ -n ${2:-} ]] || usage
+        tarball=$(save_image "$2")
+        trap 'rm -f "$tarball"' EXIT
+        sbom=${3:-${tarball%.tar}.cdx.json}
+        mapfile -t args < <(TARBALL=$tarball SBOM=$sbom TRIVY="$venv/bin/trivy" CACHE=$cache \
+            cmdline "trivy.sbom_command(E['TARBALL'], E['SBOM'], trivy=E['TRIVY'], cache_dir=E['CACHE'])")
+        "${args[@]}"
+        echo "scan: CycloneDX SBOM of $2 written to $sbom" ;;
+    dockerfiles)
+        mapfile -t args < <(HADOLINT="$venv/bin/hadolint" cmdline \
+            "commands.hadolint_command(sorted(__import__('glob').glob('dockerfiles/Dockerfile*')), hadolint=E['HADOLINT'])")
+        "${args[@]}" && echo "scan: hadolint clean on ${args[*]: -4}" ;;
+    workflows)
+        mapfile -t args < <(ZIZMOR="$venv/bin/zizmor" cmdline \
+            "commands.zizmor_command('.github', zizmor=E['ZIZMOR'])")
+        "${args[@]}" ;;
+    *)
+        usage ;;
+esac

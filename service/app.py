@@ -1,0 +1,234 @@
+"""HTTP endpoints of the Open Inference Protocol v2 (FastAPI for routing and OpenAPI).
+
+The inference path avoids Pydantic and per-element Python work: raw body in, orjson and
+numpy for parsing and encoding, plain ``Response`` out. Every error is ``{"error": "..."}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import orjson
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service import __version__
+from service.batching import Runner, make_runner
+from service.errors import ApiError
+from service.limits import AdmissionGate, read_body
+from service.metrics import ServerMetrics
+from service.model_config import model_config, model_metadata
+from service.openapi import INFER_OPENAPI
+from service.protocol import encode_inference_response, parse_inference_request
+from service.registry import ModelRegistry
+from service.runtime import InferenceExecutor, LoadedModel
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+SERVER_NAME = "onnx-serving"
+EXTENSIONS = ["binary_tensor_data", "model_configuration"]
+ModelHandler = Callable[[str, "str | None"], Response]
+
+
+@dataclass
+class ServerState:
+    """Everything the endpoints share; models are loaded before the app is built."""
+
+    settings: Settings
+    registry: ModelRegistry
+    executor: InferenceExecutor
+    metrics: ServerMetrics = field(default_factory=ServerMetrics)
+    runners: dict[tuple[str, str], Runner] = field(default_factory=dict)
+
+
+def json_response(
+    content: object, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(orjson.dumps(content), status, headers, media_type="application/json")
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return json_response({"error": message}, status, headers)
+
+
+def create_app(state: ServerState) -> FastAPI:
+    """Build the FastAPI application around already-loaded models."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        settings = state.settings
+        for model in state.registry.all():
+            state.runners[(model.name, model.version)] = make_runner(
+                model,
+                state.executor,
+                state.metrics,
+                settings.max_batch_size,
+                settings.max_batch_delay_ms,
+                settings.inference_workers,
+            )
+        log.info("ready: serving %d model version(s)", len(state.runners))
+        yield
+        # uvicorn has already let every in-flight request finish when this runs.
+        for runner in state.runners.values():
+            await runner.stop()
+        state.executor.shutdown()
+        log.info("stopped")
+
+    app = FastAPI(
+        title="ONNX Runtime inference server",
+        version=__version__,
+        description="Open Inference Protocol v2 (KServe/Triton REST) with binary tensor data.",
+        lifespan=lifespan,
+    )
+    _install_error_handlers(app)
+    _add_server_routes(app, state)
+    _add_model_routes(app, state)
+    _add_infer_routes(app, state)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> Response:
+        return error_response(exc.status, exc.message, exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        return error_response(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> Response:
+        problems = "; ".join(
+            f"{'.'.join(map(str, err.get('loc', ())))}: {err.get('msg')}" for err in exc.errors()
+        )
+        return error_response(400, f"invalid request: {problems}")
+
+    @app.exception_handler(Exception)
+    async def server_fault(_: Request, exc: Exception) -> Response:
+        log.exception("unexpected server error")
+        return error_response(500, f"internal server error: {type(exc).__name__}")
+
+
+def _add_server_routes(app: FastAPI, state: ServerState) -> None:
+    @app.get("/v2", summary="Server metadata")
+    async def server_metadata() -> Response:
+        return json_response(
+            {"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS}
+        )
+
+    @app.get("/v2/health/live", summary="Liveness")
+    async def live() -> Response:
+        return json_response({"live": True})
+
+    @app.get("/v2/health/ready", summary="Readiness: all models loaded")
+    async def ready() -> Response:
+        return json_response({"ready": True})
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def metrics() -> Response:
+        body, content_type = state.metrics.render()
+        return Response(body, media_type=content_type)
+
+
+def _add_model_routes(app: FastAPI, state: ServerState) -> None:
+    registry = state.registry
+    settings = state.settings
+
+    def metadata(model_name: str, model_version: str | None) -> Response:
+        model = registry.get(model_name, model_version)
+        return json_response(model_metadata(model, registry.versions(model.name)))
+
+    def readiness(model_name: str, model_version: str | None) -> Response:
+        model = registry.get(model_name, model_version)
+        return json_response({"name": model.name, "version": model.version, "ready": True})
+
+    def config(model_name: str, model_version: str | None) -> Response:
+        model = registry.get(model_name, model_version)
+        return json_response(
+            model_config(model, settings.max_batch_size, settings.max_batch_delay_ms)
+        )
+
+    for suffix, handler, summary in (
+        ("", metadata, "Model metadata"),
+        ("/ready", readiness, "Model readiness"),
+        ("/config", config, "Triton-style model configuration"),
+    ):
+        _add_model_get(app, suffix, handler, summary)
+
+
+def _add_model_get(app: FastAPI, suffix: str, handler: ModelHandler, summary: str) -> None:
+    async def latest(model_name: str) -> Response:
+        return handler(model_name, None)
+
+    async def versioned(model_name: str, model_version: str) -> Response:
+        return handler(model_name, model_version)
+
+    app.add_api_route(f"/v2/models/{{model_name}}{suffix}", latest, summary=summary)
+    app.add_api_route(
+        f"/v2/models/{{model_name}}/versions/{{model_version}}{suffix}",
+        versioned,
+        summary=f"{summary} (one version)",
+    )
+
+
+def _add_infer_routes(app: FastAPI, state: ServerState) -> None:
+    gate = AdmissionGate(state.settings.max_inflight)
+    max_body = state.settings.max_body_bytes
+    metrics = state.metrics
+
+    async def infer(request: Request, model_name: str, model_version: str | None) -> Response:
+        started = time.perf_counter()
+        model: LoadedModel | None = None
+        status = 500
+        try:
+            model = state.registry.get(model_name, model_version)
+            gate.enter()
+            metrics.in_flight.inc()
+            try:
+                response = await _run_inference(request, state, model, max_body)
+            finally:
+                gate.leave()
+                metrics.in_flight.dec()
+            status = 200
+            return response
+        except ApiError as exc:
+            status = exc.status
+            raise
+        finally:
+            metrics.observe_request(
+                model.name if model else None, status, time.perf_counter() - started
+            )
+
+    async def infer_latest(request: Request, model_name: str) -> Response:
+        return await infer(request, model_name, None)
+
+    async def infer_version(request: Request, model_name: str, model_version: str) -> Response:
+        return await infer(request, model_name, model_version)
+
+    for path, endpoint in (
+        ("/v2/models/{model_name}/infer", infer_latest),
+        ("/v2/models/{model_name}/versions/{model_version}/infer", infer_version),
+    ):
+        app.add_api_route(
+            path,
+            endpoint,
+            methods=["POST"],
+            summary="Run inference",
+            openapi_extra=INFER_OPENAPI,
+        )
+
+
+async def _run_inference(
+    request: Request, state: ServerState, model: LoadedModel, max_body: int
+) -> Response:
+    body = await read_body(request, max_body)
+    parsed = parse_inference_request(body, request.headers, model.inputs, model.outputs)
+    runner = state.runners[(model.name, model.version)]
+    results = await runner.infer(parsed.inputs, [output.name for output in parsed.outputs])
+    encoded = encode_inference_response(model.name, model.version, parsed, results, model.outputs)
+    return Response(encoded.body, headers=encoded.headers, media_type=encoded.media_type)

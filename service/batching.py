@@ -1,0 +1,206 @@
+"""Running requests on a model: one session run each, or merged by the dynamic batcher.
+
+The dynamic batcher (MAX_BATCH_SIZE > 1) queues concurrent requests for one model version,
+concatenates compatible ones along the first dimension into one session run of at most
+MAX_BATCH_SIZE rows, waiting at most MAX_BATCH_DELAY_MS for company, and splits the outputs
+back by each request's row count. It only forms a batch while an inference worker is free,
+so under load requests accumulate into larger batches instead of queueing behind small ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from service.errors import ApiError
+from service.metrics import ServerMetrics
+from service.runtime import InferenceExecutor, LoadedModel
+
+Arrays = dict[str, np.ndarray]
+
+
+class Runner(Protocol):
+    async def infer(self, feeds: Arrays, output_names: Sequence[str]) -> Arrays: ...
+
+    async def stop(self) -> None: ...
+
+
+def rows_of(feeds: Arrays) -> int:
+    """The batch size of a request: its inputs' common first dimension."""
+    first = next(iter(feeds.values()))
+    return int(first.shape[0]) if first.ndim else 1
+
+
+class DirectRunner:
+    """Each request is its own session run (batching off)."""
+
+    def __init__(
+        self, model: LoadedModel, executor: InferenceExecutor, metrics: ServerMetrics
+    ) -> None:
+        self._model, self._executor, self._metrics = model, executor, metrics
+
+    async def infer(self, feeds: Arrays, output_names: Sequence[str]) -> Arrays:
+        results = await self._executor.run(self._model, feeds, output_names)
+        self._metrics.observe_batch(self._model.name, rows_of(feeds), 1)
+        return dict(zip(output_names, results, strict=True))
+
+    async def stop(self) -> None:
+        return None
+
+
+@dataclass(eq=False)
+class _Pending:
+    feeds: Arrays
+    rows: int
+    key: Hashable
+    arrived: float
+    future: asyncio.Future[Arrays] = field(repr=False)
+
+
+def _merge_key(feeds: Arrays) -> Hashable:
+    """Requests merge only if names, dtypes and all but the first dimension agree."""
+    rows = {array.shape[0] for array in feeds.values()}
+    if len(rows) != 1:
+        return object()  # inputs disagree on the batch size: never merge this one
+    return tuple((name, array.dtype.str, array.shape[1:]) for name, array in feeds.items())
+
+
+class DynamicBatcher:
+    """Merges concurrent requests for one batchable model into shared session runs."""
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        executor: InferenceExecutor,
+        metrics: ServerMetrics,
+        max_rows: int,
+        max_delay_s: float,
+        workers: int,
+    ) -> None:
+        self._model, self._executor, self._metrics = model, executor, metrics
+        self._max_rows, self._max_delay_s = max_rows, max_delay_s
+        self._output_names = list(model.outputs)
+        self._pending: list[_Pending] = []
+        self._arrived = asyncio.Event()
+        self._free_workers = asyncio.Semaphore(workers)
+        self._running: set[asyncio.Task[None]] = set()
+        self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch())
+
+    async def infer(self, feeds: Arrays, output_names: Sequence[str]) -> Arrays:
+        loop = asyncio.get_running_loop()
+        item = _Pending(feeds, rows_of(feeds), _merge_key(feeds), loop.time(), loop.create_future())
+        self._pending.append(item)
+        self._arrived.set()
+        results = await item.future
+        return {name: results[name] for name in output_names}
+
+    async def stop(self) -> None:
+        self._dispatcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._dispatcher
+        if self._running:
+            await asyncio.wait(self._running)
+        for item in self._pending:
+            if not item.future.done():
+                item.future.set_exception(ApiError(503, "server is shutting down"))
+        self._pending.clear()
+
+    async def _dispatch(self) -> None:
+        while True:
+            await self._free_workers.acquire()
+            try:
+                batch = await self._collect()
+            except BaseException:
+                self._free_workers.release()
+                raise
+            task = asyncio.get_running_loop().create_task(self._execute(batch))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _collect(self) -> list[_Pending]:
+        """Wait for a request, then for company until the batch is full or the delay is up."""
+        loop = asyncio.get_running_loop()
+        while True:
+            self._pending = [item for item in self._pending if not item.future.done()]
+            if not self._pending:
+                self._arrived.clear()
+                await self._arrived.wait()
+                continue
+            batch, rows = self._select()
+            remaining = self._pending[0].arrived + self._max_delay_s - loop.time()
+            if rows >= self._max_rows or remaining <= 0:
+                break
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except TimeoutError:
+                batch, rows = self._select()
+                break
+        chosen = set(map(id, batch))
+        self._pending = [item for item in self._pending if id(item) not in chosen]
+        return batch
+
+    def _select(self) -> tuple[list[_Pending], int]:
+        """The oldest request plus compatible followers that fit in max_rows, in order."""
+        first = self._pending[0]
+        batch, rows = [first], first.rows
+        for item in self._pending[1:]:
+            if rows >= self._max_rows:
+                break
+            if item.key == first.key and rows + item.rows <= self._max_rows:
+                batch.append(item)
+                rows += item.rows
+        return batch, rows
+
+    async def _execute(self, batch: list[_Pending]) -> None:
+        try:
+            feeds = (
+                batch[0].feeds
+                if len(batch) == 1
+                else {
+                    name: np.concatenate([item.feeds[name] for item in batch])
+                    for name in batch[0].feeds
+                }
+            )
+            results = await self._executor.run(self._model, feeds, self._output_names)
+            self._metrics.observe_batch(self._model.name, sum(i.rows for i in batch), len(batch))
+            self._deliver(batch, dict(zip(self._output_names, results, strict=True)))
+        except Exception as exc:
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(exc)
+        finally:
+            self._free_workers.release()
+
+    def _deliver(self, batch: list[_Pending], results: Arrays) -> None:
+        total = sum(item.rows for item in batch)
+        for name, array in results.items():
+            if array.ndim == 0 or array.shape[0] != total:
+                raise ApiError(500, f"output '{name}' has no batch dimension to split")
+        start = 0
+        for item in batch:
+            stop = start + item.rows
+            if not item.future.done():  # the client may have gone away
+                item.future.set_result({n: a[start:stop] for n, a in results.items()})
+            start = stop
+
+
+def make_runner(
+    model: LoadedModel,
+    executor: InferenceExecutor,
+    metrics: ServerMetrics,
+    max_batch_size: int,
+    max_batch_delay_ms: float,
+    workers: int,
+) -> Runner:
+    """The batcher when batching is on and the model has a batch dimension, else direct runs."""
+    if max_batch_size > 1 and model.batchable:
+        return DynamicBatcher(
+            model, executor, metrics, max_batch_size, max_batch_delay_ms / 1000.0, workers
+        )
+    return DirectRunner(model, executor, metrics)

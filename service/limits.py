@@ -1,0 +1,51 @@
+"""Admission control: bounded in-flight requests (503) and bounded request bodies (413)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from service.errors import ApiError
+
+RETRY_AFTER_SECONDS = "1"
+
+
+class AdmissionGate:
+    """Counts requests in flight; beyond the limit they are refused at once, not queued.
+
+    Only touched from the event loop thread, so a plain counter is enough.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_flight = 0
+
+    def enter(self) -> None:
+        if self.in_flight >= self.limit:
+            raise ApiError(
+                503,
+                f"server is at MAX_INFLIGHT={self.limit} requests in flight; retry later",
+                {"Retry-After": RETRY_AFTER_SECONDS},
+            )
+        self.in_flight += 1
+
+    def leave(self) -> None:
+        self.in_flight -= 1
+
+
+def _too_large(size: int, limit: int) -> ApiError:
+    return ApiError(413, f"request body of {size}+ bytes exceeds MAX_BODY_BYTES={limit}")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole request body, refusing (before buffering) anything over ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(int(declared), limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:  # chunked uploads declare no length up front
+            raise _too_large(size, limit)
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -1,0 +1,54 @@
+"""Model metadata and Triton-style model configuration documents."""
+
+from __future__ import annotations
+
+from service.runtime import LoadedModel
+from service.tensors import TensorSpec
+
+PLATFORM = "onnxruntime_onnx"
+
+
+def model_metadata(model: LoadedModel, versions: list[str]) -> dict[str, object]:
+    """``GET /v2/models/{m}``: the signature plus the providers the session really uses."""
+    return {
+        "name": model.name,
+        "versions": versions,
+        "platform": PLATFORM,
+        "inputs": [spec.metadata() for spec in model.inputs.values()],
+        "outputs": [spec.metadata() for spec in model.outputs.values()],
+        "execution_providers": model.providers,
+    }
+
+
+def _config_tensor(spec: TensorSpec, batched: bool) -> dict[str, object]:
+    datatype = "STRING" if spec.datatype == "BYTES" else spec.datatype
+    return {
+        "name": spec.name,
+        "data_type": f"TYPE_{datatype}",
+        # With max_batch_size > 0 Triton's dims leave out the batch dimension.
+        "dims": list(spec.shape[1:] if batched else spec.shape),
+    }
+
+
+def model_config(model: LoadedModel, max_batch_size: int, max_delay_ms: float) -> dict[str, object]:
+    """``GET /v2/models/{m}/config``, the subset of Triton's config that clients read.
+
+    ``max_batch_size`` is MAX_BATCH_SIZE when the dynamic batcher serves this model, else 0
+    (then ``dims`` are the full shapes, and any batch size the model accepts is fine).
+    """
+    batched = max_batch_size > 1 and model.batchable
+    config: dict[str, object] = {
+        "name": model.name,
+        "platform": PLATFORM,
+        "backend": "onnxruntime",
+        "version_policy": {"latest": {"num_versions": 1}},
+        "max_batch_size": max_batch_size if batched else 0,
+        "input": [_config_tensor(spec, batched) for spec in model.inputs.values()],
+        "output": [_config_tensor(spec, batched) for spec in model.outputs.values()],
+        "instance_group": [
+            {"kind": "KIND_GPU" if "CUDAExecutionProvider" in model.providers else "KIND_CPU"}
+        ],
+    }
+    if batched:
+        config["dynamic_batching"] = {"max_queue_delay_microseconds": int(max_delay_ms * 1000)}
+    return config

@@ -1,0 +1,291 @@
+"""Open Inference Protocol v2 inference requests and responses (JSON and binary forms).
+
+Parsing validates everything against the model's signature before any inference runs, and
+turns tensor data into numpy arrays without per-element Python work for numeric types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from service.binary import HEADER_LENGTH_HEADER, decode_tensor, encode_tensor, split_body
+from service.errors import bad_request
+from service.tensors import ACCEPTED_JSON_KINDS, NUMPY_DTYPES, TensorSpec, element_count
+
+JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+
+
+@dataclass(frozen=True, slots=True)
+class RequestedOutput:
+    name: str
+    binary: bool
+
+
+@dataclass(frozen=True, slots=True)
+class InferenceRequest:
+    """A validated request: arrays keyed by input name, and which outputs to return how."""
+
+    id: str | None
+    inputs: dict[str, np.ndarray]
+    outputs: list[RequestedOutput]
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedResponse:
+    body: bytes
+    media_type: str
+    headers: dict[str, str]
+
+
+def parse_inference_request(
+    body: bytes,
+    headers: Mapping[str, str],
+    inputs: Mapping[str, TensorSpec],
+    outputs: Mapping[str, TensorSpec],
+) -> InferenceRequest:
+    """Parse and validate a request body against a model's inputs and outputs."""
+    header, tail = split_body(body, headers.get(HEADER_LENGTH_HEADER))
+    try:
+        document = orjson.loads(header)
+    except orjson.JSONDecodeError as exc:
+        raise bad_request(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise bad_request("request body must be a JSON object")
+    request_id = document.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise bad_request(f"'id' must be a string, got {request_id!r}")
+    parameters = _parameters(document, "request")
+    binary_default = _flag(parameters, "binary_data_output", "request")
+    arrays = _parse_inputs(document.get("inputs"), tail, inputs)
+    return InferenceRequest(
+        id=request_id,
+        inputs=arrays,
+        outputs=_parse_outputs(document.get("outputs"), outputs, binary_default),
+    )
+
+
+def _parameters(entry: dict[str, Any], where: str) -> dict[str, Any]:
+    parameters = entry.get("parameters", {})
+    if not isinstance(parameters, dict):
+        raise bad_request(f"'parameters' of {where} must be an object")
+    if "shared_memory_region" in parameters:
+        raise bad_request(f"{where}: shared memory is not supported by this server")
+    return parameters
+
+
+def _flag(parameters: dict[str, Any], key: str, where: str) -> bool:
+    value = parameters.get(key, False)
+    if not isinstance(value, bool):
+        raise bad_request(f"parameter '{key}' of {where} must be true or false, got {value!r}")
+    return value
+
+
+def _parse_inputs(
+    entries: object, tail: memoryview, specs: Mapping[str, TensorSpec]
+) -> dict[str, np.ndarray]:
+    if not isinstance(entries, list) or not entries:
+        raise bad_request("'inputs' must be a non-empty list")
+    arrays: dict[str, np.ndarray] = {}
+    offset = 0
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise bad_request("each entry of 'inputs' must be an object")
+        name, datatype, shape = _tensor_header(entry, specs)
+        if name in arrays:
+            raise bad_request(f"input '{name}' is given twice")
+        size = _parameters(entry, f"input '{name}'").get("binary_data_size")
+        if size is None:
+            if "data" not in entry:
+                raise bad_request(f"input '{name}' has neither 'data' nor binary_data_size")
+            arrays[name] = json_data_to_array(entry["data"], datatype, shape, name)
+            continue
+        if "data" in entry:
+            raise bad_request(f"input '{name}' has both 'data' and binary_data_size")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise bad_request(f"input '{name}': binary_data_size {size!r} is not a size")
+        if offset + size > len(tail):
+            raise bad_request(
+                f"input '{name}': binary_data_size {size} runs past the end of the body "
+                f"({len(tail) - offset} bytes left)"
+            )
+        arrays[name] = decode_tensor(tail[offset : offset + size], datatype, shape, name)
+        offset += size
+    if offset != len(tail):
+        raise bad_request(
+            f"body has {len(tail) - offset} bytes of binary data not claimed by any input"
+        )
+    missing = [name for name in specs if name not in arrays]
+    if missing:
+        raise bad_request(f"missing input '{missing[0]}'")
+    return arrays
+
+
+def _tensor_header(
+    entry: dict[str, Any], specs: Mapping[str, TensorSpec]
+) -> tuple[str, str, list[int]]:
+    """Check an input's name, datatype and shape against the model; return them."""
+    name = entry.get("name")
+    spec = specs.get(name) if isinstance(name, str) else None
+    if spec is None:
+        raise bad_request(f"unknown input {name!r}; the model's inputs are {', '.join(specs)}")
+    name = spec.name
+    datatype = entry.get("datatype")
+    if datatype != spec.datatype:
+        raise bad_request(
+            f"input '{name}' has datatype {datatype!r}, the model expects {spec.datatype}"
+        )
+    shape = entry.get("shape")
+    if (
+        not isinstance(shape, list)
+        or not all(isinstance(dim, int) and not isinstance(dim, bool) and dim >= 0 for dim in shape)
+        or len(shape) != len(spec.shape)
+        or any(want not in (-1, dim) for want, dim in zip(spec.shape, shape, strict=True))
+    ):
+        raise bad_request(
+            f"input '{name}' has shape {shape!r}, the model expects {list(spec.shape)}"
+        )
+    return name, spec.datatype, shape
+
+
+def json_data_to_array(data: object, datatype: str, shape: list[int], name: str) -> np.ndarray:
+    """Convert the JSON ``data`` of one input (flat or nested, row-major) to an array."""
+    if not isinstance(data, list):
+        raise bad_request(f"input '{name}': 'data' must be a list")
+    count = element_count(shape)
+    if datatype == "BYTES":
+        flat = _flatten_strings(data, name)
+        if len(flat) != count:
+            raise bad_request(
+                f"input '{name}': shape {shape} needs {count} elements, data has {len(flat)}"
+            )
+        array = np.empty(count, dtype=object)
+        array[:] = flat
+        return array.reshape(shape)
+    try:
+        array = np.array(data)
+    except (ValueError, TypeError):
+        raise bad_request(f"input '{name}': 'data' is not a rectangular array of numbers") from None
+    if array.size != count:
+        raise bad_request(
+            f"input '{name}': shape {shape} needs {count} elements, data has {array.size}"
+        )
+    dtype = NUMPY_DTYPES[datatype]
+    if count and dtype.kind in "iu" and array.dtype.kind == "f":
+        array = _exact_integers(data, dtype, datatype, name)
+    if count and array.dtype.kind not in ACCEPTED_JSON_KINDS[datatype]:
+        raise bad_request(
+            f"input '{name}': 'data' holds {array.dtype} values, not valid {datatype} values"
+        )
+    if count and dtype.kind in "iu":
+        limits = np.iinfo(dtype)
+        low, high = array.min(), array.max()
+        if low < limits.min or high > limits.max:
+            raise bad_request(
+                f"input '{name}': value {low if low < limits.min else high} "
+                f"is out of range for {datatype}"
+            )
+    return array.astype(dtype, copy=False).reshape(shape)
+
+
+def _exact_integers(data: list[Any], dtype: np.dtype[Any], datatype: str, name: str) -> np.ndarray:
+    """numpy infers float64 for ints beyond int64 (large UINT64 values): convert exactly."""
+    flat = np.array(data, dtype=object).reshape(-1)
+    if not all(type(value) is int for value in flat):
+        return np.array(data)  # really holds floats: rejected by the caller
+    try:
+        return np.array(data, dtype=dtype)
+    except OverflowError:
+        raise bad_request(f"input '{name}': a value is out of range for {datatype}") from None
+
+
+def _flatten_strings(data: list[Any], name: str) -> list[str]:
+    flat: list[str] = []
+    stack = [iter(data)]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                stack.append(iter(item))
+                break
+            if not isinstance(item, str):
+                raise bad_request(f"input '{name}': BYTES data must be strings, got {item!r}")
+            flat.append(item)
+        else:
+            stack.pop()
+    return flat
+
+
+def _parse_outputs(
+    entries: object, specs: Mapping[str, TensorSpec], binary_default: bool
+) -> list[RequestedOutput]:
+    if entries is None:
+        return [RequestedOutput(name, binary_default) for name in specs]
+    if not isinstance(entries, list) or not entries:
+        raise bad_request("'outputs' must be a non-empty list when given")
+    requested: list[RequestedOutput] = []
+    for entry in entries:
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or name not in specs:
+            raise bad_request(
+                f"unknown output {name!r}; the model's outputs are {', '.join(specs)}"
+            )
+        parameters = _parameters(entry, f"output '{name}'")
+        if "classification" in parameters:
+            raise bad_request(f"output '{name}': the classification extension is not supported")
+        binary = (
+            _flag(parameters, "binary_data", f"output '{name}'")
+            if ("binary_data" in parameters)
+            else binary_default
+        )
+        requested.append(RequestedOutput(name, binary))
+    return requested
+
+
+def encode_inference_response(
+    model_name: str,
+    model_version: str,
+    request: InferenceRequest,
+    results: Mapping[str, np.ndarray],
+    specs: Mapping[str, TensorSpec],
+) -> EncodedResponse:
+    """Build the response; outputs asked for in binary go after the JSON header."""
+    entries: list[dict[str, object]] = []
+    chunks: list[bytes] = []
+    for output in request.outputs:
+        array = results[output.name]
+        datatype = specs[output.name].datatype
+        entry: dict[str, object] = {
+            "name": output.name,
+            "datatype": datatype,
+            "shape": list(array.shape),
+        }
+        if output.binary:
+            raw = encode_tensor(array, datatype)
+            entry["parameters"] = {"binary_data_size": len(raw)}
+            chunks.append(raw)
+        else:
+            entry["data"] = _json_data(array, datatype)
+        entries.append(entry)
+    document: dict[str, object] = {"model_name": model_name, "model_version": model_version}
+    if request.id is not None:
+        document["id"] = request.id
+    document["outputs"] = entries
+    header = orjson.dumps(document, option=JSON_OPTIONS)
+    if not chunks:
+        return EncodedResponse(header, "application/json", {})
+    return EncodedResponse(
+        b"".join([header, *chunks]),
+        "application/octet-stream",
+        {"Inference-Header-Content-Length": str(len(header))},
+    )
+
+
+def _json_data(array: np.ndarray, datatype: str) -> object:
+    flat = array.reshape(-1)
+    if datatype == "BYTES":
+        return [e.decode("utf-8", "replace") if isinstance(e, bytes) else str(e) for e in flat]
+    return np.ascontiguousarray(flat)  # orjson serializes numpy arrays natively

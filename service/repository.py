@@ -1,0 +1,87 @@
+"""Find the model files to serve: a repository folder, a single file, or the bundled default.
+
+A repository is a folder of ``<name>/<version>/model.onnx`` (versions are positive integers).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from service.settings import Settings
+
+BUNDLED_REPOSITORY = Path(__file__).resolve().parent.parent / "models"
+MODEL_FILE = "model.onnx"
+
+
+class ModelSourceError(RuntimeError):
+    """A model file is missing, unreadable or not the expected one; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSource:
+    name: str
+    version: str
+    path: Path
+
+
+def discover_models(settings: Settings) -> list[ModelSource]:
+    """List the model files the settings point at, and check MODEL_SHA256 if set."""
+    if settings.model_path is not None:
+        path = settings.model_path
+        if not path.is_file():
+            raise ModelSourceError(f"model file {path} (MODEL_PATH) does not exist")
+        sources = [ModelSource(settings.model_name or _stem_name(path), "1", path)]
+    else:
+        sources = scan_repository(settings.model_repository or BUNDLED_REPOSITORY)
+    if settings.model_sha256 is not None:
+        if len(sources) != 1:
+            raise ModelSourceError(
+                f"MODEL_SHA256 needs exactly one model file, found {len(sources)}"
+            )
+        verify_sha256(sources[0].path, settings.model_sha256)
+    return sources
+
+
+def _stem_name(path: Path) -> str:
+    # "model.onnx" says nothing; its folder ("mlp/1/model.onnx" -> "mlp") is a better name.
+    if path.stem == "model" and path.parent.name.isdigit():
+        return path.parent.parent.name or "model"
+    return path.stem
+
+
+def scan_repository(root: Path) -> list[ModelSource]:
+    """All ``<name>/<version>/model.onnx`` files under ``root``, sorted by name and version."""
+    if not root.is_dir():
+        raise ModelSourceError(f"model repository {root} is not a folder")
+    sources = [
+        ModelSource(model_dir.name, version_dir.name, version_dir / MODEL_FILE)
+        for model_dir in root.iterdir()
+        if model_dir.is_dir() and not model_dir.name.startswith(".")
+        for version_dir in model_dir.iterdir()
+        if version_dir.name.isdigit()
+        and int(version_dir.name) > 0
+        and (version_dir / MODEL_FILE).is_file()
+    ]
+    if not sources:
+        raise ModelSourceError(
+            f"model repository {root} holds no <name>/<version>/{MODEL_FILE} files"
+        )
+    return sorted(sources, key=lambda source: (source.name, int(source.version)))
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_sha256(path: Path, expected: str) -> None:
+    actual = file_sha256(path)
+    if actual != expected:
+        raise ModelSourceError(
+            f"model file {path} has sha256 {actual}, but MODEL_SHA256 is {expected}"
+        )

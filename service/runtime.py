@@ -1,0 +1,150 @@
+"""ONNX Runtime sessions: one per model version, created once, run off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from service.errors import ApiError
+from service.repository import ModelSource
+from service.tensors import DATATYPES_BY_ORT_TYPE, TensorSpec
+
+log = logging.getLogger(__name__)
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+
+
+class ModelLoadError(RuntimeError):
+    """A model file cannot be loaded by ONNX Runtime; the message names the file."""
+
+
+def first_line(exc: BaseException) -> str:
+    """ORT messages can span lines; logs and error bodies want one."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """One model version with its session and signature."""
+
+    name: str
+    version: str
+    session: Any  # onnxruntime.InferenceSession (untyped)
+    inputs: dict[str, TensorSpec]
+    outputs: dict[str, TensorSpec]
+    providers: list[str]
+
+    @property
+    def batchable(self) -> bool:
+        """True when every input and output has a variable first (batch) dimension."""
+        specs = [*self.inputs.values(), *self.outputs.values()]
+        return all(spec.shape and spec.shape[0] == -1 for spec in specs)
+
+    def run(self, feeds: dict[str, np.ndarray], output_names: Sequence[str]) -> list[np.ndarray]:
+        """Run the session (blocking; call from the inference thread pool)."""
+        try:
+            return list(self.session.run(list(output_names), feeds))
+        except Exception as exc:  # ORT raises its own untyped exception classes
+            message = first_line(exc)
+            status = 400 if type(exc).__name__ == "InvalidArgument" else 500
+            log.log(logging.INFO if status == 400 else logging.ERROR, "inference: %s", message)
+            raise ApiError(status, f"inference failed: {message}") from None
+
+
+def choose_providers(requested: Sequence[str]) -> list[str]:
+    """Keep the requested providers this build of ONNX Runtime offers, CPU always last."""
+    if CUDA in requested and hasattr(ort, "preload_dlls"):
+        # CUDA/cuDNN from pip wheels (nvidia-*) load only after this call.
+        try:
+            ort.preload_dlls()
+        except Exception as exc:  # no CUDA libraries: the session falls back below
+            log.debug("onnxruntime.preload_dlls() failed: %s", exc)
+    available = set(ort.get_available_providers())
+    chosen = [name for name in requested if name in available and name != CPU]
+    for name in requested:
+        if name not in available:
+            log.warning("execution provider %s is not in this onnxruntime build", name)
+    return [*chosen, CPU]
+
+
+def session_options(intra_op_threads: int) -> Any:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Idle intra-op threads would otherwise spin and steal CPU from the HTTP event loop.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
+def _specs(node_args: Sequence[Any], source: ModelSource) -> dict[str, TensorSpec]:
+    specs: dict[str, TensorSpec] = {}
+    for arg in node_args:
+        datatype = DATATYPES_BY_ORT_TYPE.get(arg.type)
+        if datatype is None:
+            raise ModelLoadError(
+                f"model file {source.path}: tensor '{arg.name}' has unsupported type {arg.type}"
+            )
+        shape = tuple(dim if isinstance(dim, int) and dim >= 0 else -1 for dim in arg.shape)
+        specs[arg.name] = TensorSpec(arg.name, datatype, shape)
+    return specs
+
+
+def load_model(source: ModelSource, providers: Sequence[str], intra_op_threads: int) -> LoadedModel:
+    """Create the session for one model file and report the providers it really uses."""
+    try:
+        session = ort.InferenceSession(
+            str(source.path), session_options(intra_op_threads), providers=list(providers)
+        )
+    except Exception as exc:
+        raise ModelLoadError(
+            f"model file {source.path} cannot be loaded: {first_line(exc)}"
+        ) from None
+    actual = list(session.get_providers())
+    if CUDA in providers and CUDA not in actual:
+        log.warning(
+            "CUDA was requested for model %s but is unusable here; falling back to %s",
+            source.name,
+            ", ".join(actual),
+        )
+    log.info(
+        "loaded model %s version %s from %s: providers %s, %d intra-op threads",
+        source.name,
+        source.version,
+        source.path,
+        ", ".join(actual),
+        intra_op_threads,
+    )
+    return LoadedModel(
+        name=source.name,
+        version=source.version,
+        session=session,
+        inputs=_specs(session.get_inputs(), source),
+        outputs=_specs(session.get_outputs(), source),
+        providers=actual,
+    )
+
+
+class InferenceExecutor:
+    """A small dedicated thread pool so session runs never block the event loop."""
+
+    def __init__(self, workers: int) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inference")
+
+    async def run(
+        self, model: LoadedModel, feeds: dict[str, np.ndarray], output_names: Sequence[str]
+    ) -> list[np.ndarray]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, model.run, feeds, output_names)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True)

@@ -1,0 +1,56 @@
+"""Load the models, then serve them with uvicorn until SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from types import FrameType
+
+import uvicorn
+
+from service.app import ServerState, create_app
+from service.cpus import usable_cpu_count
+from service.registry import ModelRegistry
+from service.repository import ModelSourceError, discover_models
+from service.runtime import InferenceExecutor, ModelLoadError, choose_providers, load_model
+from service.settings import Settings
+
+log = logging.getLogger("service")
+GRACEFUL_SHUTDOWN_SECONDS = 30
+
+
+def build_state(settings: Settings) -> ServerState:
+    """Find and load every model (raises ModelSourceError / ModelLoadError)."""
+    workers = settings.inference_workers
+    threads = settings.intra_op_threads or max(1, usable_cpu_count() // workers)
+    providers = choose_providers(settings.execution_providers)
+    models = [load_model(source, providers, threads) for source in discover_models(settings)]
+    return ServerState(settings, ModelRegistry(models), InferenceExecutor(workers))
+
+
+def _ignore_signal(signum: int, frame: FrameType | None) -> None:
+    """uvicorn re-raises the signal it shut down for; the default action would exit 143."""
+
+
+def serve(settings: Settings) -> int:
+    """Run until SIGTERM/SIGINT; the process exit code (1: a model could not be loaded)."""
+    try:
+        state = build_state(settings)
+    except (ModelSourceError, ModelLoadError) as exc:
+        log.error("%s", exc)
+        return 1
+    config = uvicorn.Config(
+        create_app(state),
+        host=settings.host,
+        port=settings.port,
+        loop="auto",  # uvloop when installed
+        http="auto",  # httptools when installed
+        log_config=None,  # keep the logging configured by the caller
+        access_log=settings.log_level == "debug",
+        server_header=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
+    server = uvicorn.Server(config)
+    signal.signal(signal.SIGTERM, _ignore_signal)
+    server.run()
+    return 0 if server.started else 1

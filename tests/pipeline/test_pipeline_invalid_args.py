@@ -1,0 +1,65 @@
+"""Every invalid argument: a one-line error naming the bad value, before anything runs."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from dagger import dag
+
+from .conftest import make_module
+from .plan import FakeEngine
+
+# (function, keyword arguments, text the message must contain)
+INVALID: list[tuple[str, dict[str, Any], str]] = [
+    ("build", {"variant": "tpu"}, "'tpu'"),
+    ("build", {"variant": "CPU"}, "'CPU'"),
+    ("build", {"platform": "linux/s390x"}, "'linux/s390x'"),
+    ("build", {"platform": "arm64"}, "'arm64'"),
+    ("build", {"variant": "gpu", "platform": "linux/arm64"}, "'linux/arm64'"),
+    ("serve", {"variant": ""}, "''"),
+    ("sbom", {"variant": "rocm"}, "'rocm'"),
+    ("scan", {"variant": "x86"}, "'x86'"),
+    ("scan", {"severity": "SEVERE"}, "'SEVERE'"),
+    ("scan", {"severity": ""}, "''"),
+    ("benchmark", {"variant": "tpu"}, "'tpu'"),
+    ("benchmark", {"requests": 0}, "0"),
+    ("benchmark", {"concurrency": -4}, "-4"),
+    ("benchmark", {"batch": 0}, "batch"),
+    ("publish", {"tag": "latest"}, "'latest'"),
+    ("publish", {"tag": "v1"}, "'v1'"),
+    ("publish", {"tag": "v1.2.3+build.7"}, "'v1.2.3+build.7'"),
+    ("publish", {"tag": "v1.2.3", "registry": "https://ghcr.io"}, "'https://ghcr.io'"),
+    ("publish", {"tag": "v1.2.3", "registry": "ghcr.io/acme"}, "'ghcr.io/acme'"),
+    ("publish", {"tag": "v1.2.3", "registry": "user:pw@ghcr.io"}, "'user:pw@ghcr.io'"),
+    ("publish", {"tag": "v1.2.3", "registry": "localhost:99999"}, "'localhost:99999'"),
+    ("publish", {"tag": "v1.2.3", "registry": ""}, "''"),
+    ("publish", {"tag": "v1.2.3", "repository": "acme/onnx serving"}, "'acme/onnx serving'"),
+    ("publish", {"tag": "v1.2.3", "repository": "acme/-onnx"}, "'acme/-onnx'"),
+    ("publish", {"tag": "v1.2.3", "repository": "acme//onnx"}, "'acme//onnx'"),
+    ("publish", {"tag": "v1.2.3", "repository": "acme/onnx:1.0"}, "'acme/onnx:1.0'"),
+    ("publish", {"tag": "v1.2.3", "repository": "/acme"}, "'/acme'"),
+    ("publish", {"tag": "v1.2.3", "repository": "a/" + "b" * 260}, "exceeds"),
+    ("publish", {"tag": "v1.2.3", "variants": ["cpu", "arm"]}, "'arm'"),
+    ("publish", {"tag": "v1.2.3", "variants": []}, "no variant"),
+    ("publish", {"tag": "v1.2.3", "username": "bot"}, "'bot'"),
+    ("publish", {"tag": "v1.2.3", "username": ""}, "''"),
+    ("publish", {"tag": "v1.2.3", "password": "SECRET"}, "--username"),
+]
+
+
+@pytest.mark.parametrize(("function", "kwargs", "named"), INVALID)
+def test_invalid_argument_fails_before_anything_runs(
+    function: str, kwargs: dict[str, Any], named: str, engine: FakeEngine
+) -> None:
+    if kwargs.get("password") == "SECRET":
+        kwargs = {**kwargs, "password": dag.set_secret("token", "s3cr3t-value")}
+    # A CA bundle too: even the secret re-registration must not happen before validation.
+    module = make_module(ca_bundle=dag.set_secret("ca", "pem"))
+    with pytest.raises(ValueError) as err:
+        asyncio.run(getattr(module, function)(**kwargs))
+    message = str(err.value)
+    assert "\n" not in message, message
+    assert named in message, message
+    assert engine.queries == []  # nothing was read, built, scanned or pushed

@@ -1,0 +1,79 @@
+"""The module's shape: dagger.json, ci/pyproject.toml, the API the SDK registers, mypy."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+import tomllib
+
+from onnx_serving.main import SOURCE_IGNORE, OnnxServing
+from onnx_serving.variants import ALL_DOCKERFILES, DEV_DOCKERFILE, VARIANTS
+
+from .plan import REPO, SDK_VERSION, module_functions
+
+FUNCTIONS = {"build", "serve", "test", "lint", "scan", "sbom", "publish", "benchmark"}
+CHECKS = {"test", "lint", "scan"}
+
+
+def test_dagger_json_pins_the_engine_to_the_sdk() -> None:
+    config = json.loads((REPO / "dagger.json").read_text())
+    assert config == {
+        "name": "onnx-serving",
+        "engineVersion": f"v{SDK_VERSION}",
+        "sdk": {"source": "python"},
+        "source": "ci",
+    }
+
+
+def test_ci_project_points_the_runtime_at_the_main_object() -> None:
+    project = tomllib.loads((REPO / "ci/pyproject.toml").read_text())
+    assert project["tool"]["uv"]["sources"]["dagger-io"] == {"path": "sdk", "editable": True}
+    entry = project["project"]["entry-points"]["dagger.mod"]["main_object"]
+    module_name, _, attribute = entry.partition(":")
+    assert getattr(importlib.import_module(module_name), attribute) is OnnxServing
+    # The conventional import works too (lazy: helpers stay importable without the SDK).
+    assert importlib.import_module("onnx_serving").OnnxServing is OnnxServing
+    ignored = (REPO / "ci/.gitignore").read_text().split()
+    assert "/sdk" in ignored
+
+
+def test_every_dockerfile_is_known_to_the_pipeline() -> None:
+    on_disk = sorted(p.relative_to(REPO).as_posix() for p in REPO.glob("dockerfiles/Dockerfile*"))
+    assert sorted(ALL_DOCKERFILES) == on_disk
+    assert {v.dockerfile for v in VARIANTS.values()} | {DEV_DOCKERFILE} <= set(on_disk)
+
+
+def test_the_registered_api_is_documented_for_help() -> None:
+    functions = module_functions(OnnxServing)
+    assert set(functions) == FUNCTIONS | {""}
+    for name, info in functions.items():
+        assert info.doc and info.doc.strip(), f"{name or 'constructor'} has no docstring"
+        for argument, spec in info.arguments.items():
+            assert spec.doc and spec.doc.strip(), f"{name}: argument {argument} has no Doc"
+    assert {n for n, i in functions.items() if i.check} == CHECKS
+    # `dagger check` calls checks without arguments.
+    for name in CHECKS:
+        assert not any(a.required for a in functions[name].arguments.values()), name
+    assert functions["publish"].cache == "never"  # a release always pushes
+    assert [n for n, a in functions["publish"].arguments.items() if a.required] == ["tag"]
+
+
+def test_source_defaults_to_the_repo_root_without_local_clutter() -> None:
+    source = module_functions(OnnxServing)[""].arguments["source"]
+    assert source.default_path == "/"
+    assert source.ignore == SOURCE_IGNORE
+    assert {".git", ".venv", "**/__pycache__", "ci/sdk"} <= set(SOURCE_IGNORE)
+
+
+def test_mypy_is_clean_on_the_module_and_its_tests() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "ci/src", "tests/pipeline"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -1,0 +1,59 @@
+"""Release tag expansion (pure Python, the table of docs/REGISTRY_GUIDE.md)."""
+
+from __future__ import annotations
+
+import pytest
+from onnx_serving.tags import image_tags, parse_release
+
+EXPANSIONS = [
+    ("v1.2.3", "", ["1.2.3", "1.2", "1", "latest"]),
+    ("1.2.3", "", ["1.2.3", "1.2", "1", "latest"]),
+    ("v1.2.3", "-gpu", ["1.2.3-gpu", "1.2-gpu", "1-gpu", "latest-gpu"]),
+    ("v10.20.30", "", ["10.20.30", "10.20", "10", "latest"]),
+    ("v0.1.0", "", ["0.1.0", "0.1", "0", "latest"]),
+    ("v1.2", "", ["1.2", "1", "latest"]),
+    ("v1.2", "-gpu", ["1.2-gpu", "1-gpu", "latest-gpu"]),
+    ("v1.3.0-rc.1", "", ["1.3.0-rc.1"]),
+    ("v1.3.0-rc.1", "-gpu", ["1.3.0-rc.1-gpu"]),
+    ("v2.0.0-beta-2.x", "", ["2.0.0-beta-2.x"]),
+    ("v1.2-alpha", "", ["1.2-alpha"]),
+]
+
+
+@pytest.mark.parametrize(("tag", "suffix", "expected"), EXPANSIONS)
+def test_expansion(tag: str, suffix: str, expected: list[str]) -> None:
+    assert image_tags(tag, suffix) == expected
+
+
+def test_version_keeps_a_zero_patch() -> None:
+    assert parse_release("v1.2.0").version == "1.2.0"
+    assert image_tags("v1.2.0") == ["1.2.0", "1.2", "1", "latest"]
+
+
+INVALID = [
+    "",
+    "latest",
+    "v1",
+    "1",
+    "v1.2.3.4",
+    "v01.2.3",
+    "v1.02.3",
+    "V1.2.3",
+    "vv1.2.3",
+    "v1.2.3-",
+    "v1.2.3-rc..1",
+    "v1.2.3+build.5",
+    "v1.2.3 ",
+    "release-1.2.3",
+    "v1.2.3/evil",
+    "v1.2.3-" + "a" * 130,
+]
+
+
+@pytest.mark.parametrize("tag", INVALID)
+def test_invalid_tag_is_a_one_line_error_naming_it(tag: str) -> None:
+    with pytest.raises(ValueError) as err:
+        image_tags(tag)
+    message = str(err.value)
+    assert "\n" not in message
+    assert repr(tag) in message

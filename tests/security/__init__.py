@@ -1,0 +1,1 @@
+"""Security tests: scanners, the severity gate, hardening and secret handling."""

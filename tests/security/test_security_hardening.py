@@ -1,0 +1,66 @@
+"""Every image serves, healthy, under the hardened run options users should deploy with:
+read-only root filesystem (a tmpfs /tmp only), all capabilities dropped, no privilege
+escalation, non-root. Checked from inside (the kernel's view of PID 1) and from outside (the
+image's HEALTHCHECK and the tritonclient smoke client on the published loopback port)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from onnx_serving import commands
+
+from .conftest import REPO
+
+pytestmark = pytest.mark.docker
+
+HARDENED = (
+    "--read-only",
+    "--tmpfs",
+    "/tmp:rw,noexec,nosuid,size=64m",
+    "--cap-drop",
+    "ALL",
+    "--security-opt",
+    "no-new-privileges",
+)
+IMAGE_UID = "10001"
+
+
+def proc_status(container: Any) -> dict[str, str]:
+    """/proc/1/status of the container's main process, as {field: value}."""
+    text = container.exec("cat", "/proc/1/status")
+    return {k: v.strip() for k, _, v in (line.partition(":") for line in text.splitlines())}
+
+
+@pytest.mark.parametrize("variant", ["basic", "optimized", "gpu", "dev"])
+def test_image_serves_hardened(
+    variant: str, built_image: Callable[[str], str], start_container: Callable[..., Any]
+) -> None:
+    container = start_container(built_image(variant), *HARDENED)
+    container.wait_healthy()  # the image's own HEALTHCHECK, under these restrictions
+
+    status = proc_status(container)
+    assert status["Uid"].split() == [IMAGE_UID] * 4, status["Uid"]  # real, effective, saved, fs
+    assert status["Gid"].split() == [IMAGE_UID] * 4, status["Gid"]
+    assert int(status["CapEff"], 16) == 0 and int(status["CapBnd"], 16) == 0
+    assert status["NoNewPrivs"] == "1"
+
+    # The root filesystem is really read-only for the server's user, /tmp is not.
+    denied = container.docker.run(
+        "exec", container.name, "sh", "-c", "touch /app/x || touch /x", check=False
+    )
+    assert denied.returncode != 0 and "Read-only file system" in denied.stderr
+    container.exec("sh", "-c", "touch /tmp/x")
+
+    smoke = subprocess.run(
+        commands.smoke_command(container.url, python=sys.executable),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert smoke.returncode == 0, smoke.stdout + smoke.stderr + container.logs()[-3000:]

@@ -1,0 +1,60 @@
+"""scripts/scan.sh: one command per scan, exit 0 clean, 1 findings, 2 bad usage or input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO
+
+
+def scan(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {
+        **os.environ,
+        "VENV": str(Path(sys.executable).parent.parent),
+        "SCAN_OUT": str(tmp_path),
+        "TRIVY_CACHE_DIR": str(tmp_path / "cache"),
+        **env,
+    }
+    return subprocess.run(
+        [str(REPO / "scripts/scan.sh"), *args],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("kind", ["fs", "dockerfiles", "workflows"])
+def test_repo_scans_pass(kind: str, tmp_path: Path) -> None:
+    done = scan(tmp_path, kind)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_fs_scan_runs_the_gate_on_a_report(tmp_path: Path) -> None:
+    done = scan(tmp_path, "fs", SEVERITY="LOW,MEDIUM,HIGH,CRITICAL")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "trivy gate PASS" in done.stdout and "LOW,MEDIUM,HIGH,CRITICAL" in done.stdout
+    assert (tmp_path / "repo.trivy.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["bogus"], {}, "One command per security scan"),
+        (["image"], {}, "One command per security scan"),
+        (["fs"], {"SEVERITY": "BOGUS"}, "'BOGUS'"),
+        (["image", "security-no-such-image:0"], {}, "no local image 'security-no-such-image:0'"),
+    ],
+)
+def test_bad_usage_is_exit_2(
+    tmp_path: Path, args: list[str], env: dict[str, str], message: str
+) -> None:
+    done = scan(tmp_path, *args, **env)
+    assert done.returncode == 2
+    assert message in done.stderr

@@ -1,0 +1,85 @@
+"""The registry password reaches `publish` only as a Dagger Secret.
+
+The whole plan `publish` hands to the engine (every query, every nested object: builds, build
+args, labels, auth) is walked with the recording stand-in engine of tests/pipeline/plan.py.
+The password's plaintext may appear in exactly one place: the `setSecret` call that created
+the Secret (how a secret reaches the engine's memory - never its cache, layers or logs). Logs
+and output of the run are captured and searched too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import dagger
+import pytest
+from dagger import dag
+
+from tests.pipeline.conftest import make_module
+from tests.pipeline.plan import Call, calls, fake_engine
+
+# Unique, so a hit can only come from this secret.
+MARKER = "sec-marker-registry-password-7f3a91c0e2"
+
+
+def leaks(value: Any, where: str = "") -> Iterator[str]:
+    """Paths within a recorded plan where MARKER appears, except the Secret's own creation."""
+    if isinstance(value, dagger.Secret):
+        chain = calls(value)
+        if [c.name for c in chain] != ["setSecret"]:  # a derived secret: walk how it's made
+            yield from leaks(chain, where)
+    elif isinstance(value, dagger.Container | dagger.Directory | dagger.File):
+        yield from leaks(calls(value), where)
+    elif isinstance(value, Call):
+        yield from leaks(value.args, f"{where}/{value.type_name}.{value.name}")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from leaks(item, f"{where}.{key}")
+    elif isinstance(value, list | tuple):
+        for n, item in enumerate(value):
+            yield from leaks(item, f"{where}[{n}]")
+    elif MARKER in str(value):
+        yield where
+
+
+def test_leak_walker_finds_a_copied_password() -> None:
+    """The walker itself can fail: a password copied into a build arg or env is found."""
+    leaked = dag.container().with_env_variable("REGISTRY_PASSWORD", MARKER)
+    assert list(leaks(calls(leaked))) == ["[1]/Container.withEnvVariable.value"]
+    build_arg = dagger.BuildArg(name="PASSWORD", value=MARKER)
+    image = dag.directory().docker_build(build_args=[build_arg])
+    assert len(list(leaks(calls(image)))) == 1
+    safe = dag.container().with_secret_variable("P", dag.set_secret("p", MARKER))
+    assert list(leaks(calls(safe))) == []
+
+
+def test_publish_plan_and_logs_hold_no_plaintext(
+    caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    caplog.set_level(logging.DEBUG)  # every logger, the SDK's included
+    module = make_module()
+    password = dag.set_secret("registry-password", MARKER)
+    with fake_engine() as engine:
+        out = asyncio.run(
+            module.publish(
+                tag="v1.2.3",
+                registry="127.0.0.1:5000",
+                repository="security/onnx-serving",
+                username="release-bot",
+                password=password,
+            )
+        )
+    publishes = engine.queries_named("publish")
+    assert len(publishes) == 8  # 4 tags x 2 variants: the walk covers every push
+    for query in engine.queries:
+        assert list(leaks(query)) == [], "the password's plaintext is in the plan"
+    # The auth step received the very Secret object, not a copy of its value.
+    for query in publishes:
+        auth = [c for c in query if c.name == "withRegistryAuth"]
+        assert [a.args["secret"] for a in auth] == [password]
+    assert "plaintext" not in engine.leaf_names()  # the module never read the value back
+    captured = capfd.readouterr()
+    assert MARKER not in out + captured.out + captured.err + caplog.text

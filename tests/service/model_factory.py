@@ -1,0 +1,79 @@
+"""Small ONNX models for tests: an identity model with one input and output per datatype."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_MODEL = REPO / "models" / "mlp" / "1" / "model.onnx"
+
+ONNX_TYPES = {
+    "BOOL": TensorProto.BOOL,
+    "UINT8": TensorProto.UINT8,
+    "UINT16": TensorProto.UINT16,
+    "UINT32": TensorProto.UINT32,
+    "UINT64": TensorProto.UINT64,
+    "INT8": TensorProto.INT8,
+    "INT16": TensorProto.INT16,
+    "INT32": TensorProto.INT32,
+    "INT64": TensorProto.INT64,
+    "FP16": TensorProto.FLOAT16,
+    "FP32": TensorProto.FLOAT,
+    "FP64": TensorProto.DOUBLE,
+    "BYTES": TensorProto.STRING,
+}
+COLUMNS = 2  # identity tensors are [batch, 2]
+
+
+def identity_model() -> onnx.ModelProto:
+    """Inputs ``in_<DATATYPE>`` [batch, 2] copied to outputs ``out_<DATATYPE>``."""
+    inputs, outputs, nodes = [], [], []
+    for datatype, onnx_type in ONNX_TYPES.items():
+        inputs.append(helper.make_tensor_value_info(f"in_{datatype}", onnx_type, ["b", COLUMNS]))
+        outputs.append(helper.make_tensor_value_info(f"out_{datatype}", onnx_type, ["b", COLUMNS]))
+        nodes.append(helper.make_node("Identity", [f"in_{datatype}"], [f"out_{datatype}"]))
+    graph = helper.make_graph(nodes, "identity", inputs, outputs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    return model
+
+
+def sample_arrays(rows: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """One [rows, 2] array per datatype with values that exercise each type's range."""
+    rng = np.random.default_rng(seed)
+    arrays: dict[str, np.ndarray] = {}
+    shape = (rows, COLUMNS)
+    for datatype in ONNX_TYPES:
+        if datatype == "BOOL":
+            arrays[datatype] = rng.integers(0, 2, shape).astype(bool)
+        elif datatype == "BYTES":
+            words = ["", "héllo", "ünïcode ✓", "a b", "x" * 40]
+            flat = [words[i % len(words)] + str(i) for i in range(rows * COLUMNS)]
+            arrays[datatype] = np.array(flat, dtype=object).reshape(shape)
+        elif datatype.startswith(("INT", "UINT")):
+            dtype = np.dtype(datatype.lower())
+            info = np.iinfo(dtype)
+            values = rng.integers(info.min, info.max, shape, dtype=dtype, endpoint=True)
+            values.flat[0] = info.max  # extremes survive the round trip
+            values.flat[-1] = info.min
+            arrays[datatype] = values
+        else:
+            floats = {"FP16": np.float16, "FP32": np.float32, "FP64": np.float64}[datatype]
+            arrays[datatype] = (rng.standard_normal(shape) * 1000).astype(floats)
+    return arrays
+
+
+def make_repository(root: Path) -> Path:
+    """mlp version 1 (the bundled model) and identity versions 1 and 3."""
+    (root / "mlp" / "1").mkdir(parents=True)
+    shutil.copyfile(DEFAULT_MODEL, root / "mlp" / "1" / "model.onnx")
+    data = identity_model().SerializeToString()
+    for version in ("1", "3"):
+        (root / "identity" / version).mkdir(parents=True)
+        (root / "identity" / version / "model.onnx").write_bytes(data)
+    return root

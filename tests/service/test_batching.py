@@ -1,0 +1,85 @@
+"""Dynamic batching: merged runs give the same answers as unmerged ones, split back exactly."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import tritonclient.http as triton
+
+from tests.service.conftest import BATCH_ROWS
+from tests.service.live_server import LiveServer
+from tests.service.model_factory import ONNX_TYPES, sample_arrays
+
+THREADS = BATCH_ROWS
+
+
+def mlp_infer(server: LiveServer, batch: np.ndarray) -> dict[str, np.ndarray]:
+    client = triton.InferenceServerClient(server.url)
+    tensor = triton.InferInput("input", list(batch.shape), "FP32")
+    tensor.set_data_from_numpy(batch)
+    result = client.infer("mlp", [tensor])
+    return {name: result.as_numpy(name) for name in ("logits", "label")}
+
+
+def identity_infer(server: LiveServer, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    client = triton.InferenceServerClient(server.url)
+    inputs = []
+    for datatype, array in arrays.items():
+        tensor = triton.InferInput(f"in_{datatype}", list(array.shape), datatype)
+        tensor.set_data_from_numpy(array)
+        inputs.append(tensor)
+    result = client.infer("identity", inputs)
+    return {datatype: result.as_numpy(f"out_{datatype}") for datatype in ONNX_TYPES}
+
+
+def batch_counts(server: LiveServer, model: str) -> tuple[float, float]:
+    labels = f'model="{model}"'
+    return (
+        server.metric("inference_batch_requests_count", labels),
+        server.metric("inference_batch_requests_sum", labels),
+    )
+
+
+def test_config_advertises_batching(batching_server: LiveServer) -> None:
+    config = triton.InferenceServerClient(batching_server.url).get_model_config("mlp")
+    assert config["max_batch_size"] == BATCH_ROWS
+    assert config["input"][0]["dims"] == [256]
+    assert "dynamic_batching" in config
+
+
+def test_concurrent_requests_merge_and_match_unbatched(
+    server: LiveServer, batching_server: LiveServer
+) -> None:
+    rows = np.random.default_rng(5).standard_normal((BATCH_ROWS * 4, 1, 256)).astype(np.float32)
+    runs_before, requests_before = batch_counts(batching_server, "mlp")
+    with ThreadPoolExecutor(THREADS) as pool:
+        batched = list(pool.map(lambda row: mlp_infer(batching_server, row), rows))
+    runs_after, requests_after = batch_counts(batching_server, "mlp")
+    # Every run held exactly BATCH_ROWS single-row requests: 4 runs for 32 requests.
+    assert requests_after - requests_before == len(rows)
+    assert runs_after - runs_before == len(rows) / BATCH_ROWS
+    for row, answer in zip(rows, batched, strict=True):
+        alone = mlp_infer(server, row)
+        np.testing.assert_allclose(answer["logits"], alone["logits"], rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(answer["label"], alone["label"])
+
+
+@pytest.mark.parametrize("row_counts", [(1, 2, 3, 2), (4, 4)], ids=["1-2-3-2", "4-4"])
+def test_mixed_sizes_and_datatypes_split_back_exactly(
+    batching_server: LiveServer, row_counts: tuple[int, ...]
+) -> None:
+    assert sum(row_counts) == BATCH_ROWS
+    requests = [sample_arrays(rows, seed=index) for index, rows in enumerate(row_counts)]
+    runs_before, _ = batch_counts(batching_server, "identity")
+    with ThreadPoolExecutor(len(requests)) as pool:
+        answers = list(pool.map(lambda arrays: identity_infer(batching_server, arrays), requests))
+    assert batch_counts(batching_server, "identity")[0] - runs_before == 1  # one merged run
+    for sent, received in zip(requests, answers, strict=True):
+        for datatype, array in sent.items():
+            got = received[datatype]
+            if datatype == "BYTES":
+                assert [item.decode() for item in got.flat] == list(array.flat)
+            else:
+                np.testing.assert_array_equal(got, array, err_msg=datatype)

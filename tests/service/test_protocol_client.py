@@ -1,0 +1,149 @@
+"""The protocol through the stock client (tritonclient[http]) and raw HTTP, binary and JSON."""
+
+from __future__ import annotations
+
+import httpx
+import numpy as np
+import onnxruntime as ort
+import pytest
+import tritonclient.http as triton
+
+from tests.service.live_server import LiveServer
+from tests.service.model_factory import DEFAULT_MODEL, ONNX_TYPES, sample_arrays
+
+
+@pytest.fixture(scope="module")
+def client(server: LiveServer) -> triton.InferenceServerClient:
+    return triton.InferenceServerClient(server.url)
+
+
+def reference_outputs(batch: np.ndarray) -> list[np.ndarray]:
+    session = ort.InferenceSession(str(DEFAULT_MODEL), providers=["CPUExecutionProvider"])
+    return list(session.run(["logits", "label"], {"input": batch}))
+
+
+def test_health_and_server_metadata(client: triton.InferenceServerClient) -> None:
+    assert client.is_server_live()
+    assert client.is_server_ready()
+    assert client.is_model_ready("mlp")
+    assert client.is_model_ready("identity", "1")
+    metadata = client.get_server_metadata()
+    assert "binary_tensor_data" in metadata["extensions"]
+
+
+def test_model_metadata_reports_signature_and_providers(
+    client: triton.InferenceServerClient,
+) -> None:
+    metadata = client.get_model_metadata("mlp")
+    assert metadata["platform"] == "onnxruntime_onnx"
+    assert metadata["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 256]}]
+    assert metadata["outputs"] == [
+        {"name": "logits", "datatype": "FP32", "shape": [-1, 10]},
+        {"name": "label", "datatype": "INT64", "shape": [-1]},
+    ]
+    assert metadata["execution_providers"] == ["CPUExecutionProvider"]
+    assert client.get_model_metadata("identity")["versions"] == ["1", "3"]
+
+
+def test_model_config_without_batching(client: triton.InferenceServerClient) -> None:
+    config = client.get_model_config("mlp")
+    assert config["max_batch_size"] == 0
+    assert config["input"] == [{"name": "input", "data_type": "TYPE_FP32", "dims": [-1, 256]}]
+    assert "dynamic_batching" not in config
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+def test_mlp_inference_matches_onnxruntime(
+    client: triton.InferenceServerClient, binary: bool
+) -> None:
+    batch = np.random.default_rng(1).standard_normal((5, 256)).astype(np.float32)
+    request_input = triton.InferInput("input", list(batch.shape), "FP32")
+    request_input.set_data_from_numpy(batch, binary_data=binary)
+    outputs = [
+        triton.InferRequestedOutput("logits", binary_data=binary),
+        triton.InferRequestedOutput("label", binary_data=binary),
+    ]
+    result = client.infer("mlp", [request_input], outputs=outputs, request_id="req-7")
+    logits, label = reference_outputs(batch)
+    np.testing.assert_allclose(result.as_numpy("logits"), logits, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(result.as_numpy("label"), label)
+    assert result.get_response()["id"] == "req-7"
+    assert result.get_response()["model_version"] == "1"
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+def test_every_datatype_round_trips(client: triton.InferenceServerClient, binary: bool) -> None:
+    arrays = sample_arrays(rows=3, seed=2)
+    inputs = []
+    for datatype, array in arrays.items():
+        tensor = triton.InferInput(f"in_{datatype}", list(array.shape), datatype)
+        tensor.set_data_from_numpy(array, binary_data=binary)
+        inputs.append(tensor)
+    outputs = [triton.InferRequestedOutput(f"out_{dt}", binary_data=binary) for dt in ONNX_TYPES]
+    result = client.infer("identity", inputs, outputs=outputs, model_version="3")
+    for datatype, array in arrays.items():
+        received = result.as_numpy(f"out_{datatype}")
+        assert received is not None, datatype
+        if datatype == "BYTES":
+            decoded = [item.decode() if isinstance(item, bytes) else item for item in received.flat]
+            assert decoded == list(array.flat)
+        else:
+            assert received.dtype == array.dtype, datatype
+            np.testing.assert_array_equal(received, array, err_msg=datatype)
+
+
+def test_requested_outputs_only_and_mixed_encodings(client: triton.InferenceServerClient) -> None:
+    batch = np.ones((2, 256), dtype=np.float32)
+    request_input = triton.InferInput("input", [2, 256], "FP32")
+    request_input.set_data_from_numpy(batch)
+    result = client.infer(
+        "mlp", [request_input], outputs=[triton.InferRequestedOutput("label", binary_data=False)]
+    )
+    response = result.get_response()
+    assert [output["name"] for output in response["outputs"]] == ["label"]
+    assert "data" in response["outputs"][0]
+    np.testing.assert_array_equal(result.as_numpy("label"), reference_outputs(batch)[1])
+
+
+def test_default_outputs_follow_request_level_binary_flag(
+    client: triton.InferenceServerClient,
+) -> None:
+    batch = np.zeros((1, 256), dtype=np.float32)
+    request_input = triton.InferInput("input", [1, 256], "FP32")
+    request_input.set_data_from_numpy(batch)
+    result = client.infer("mlp", [request_input])  # no outputs: client asks for all, binary
+    for output in result.get_response()["outputs"]:
+        assert output["parameters"]["binary_data_size"] > 0
+    np.testing.assert_array_equal(result.as_numpy("label"), reference_outputs(batch)[1])
+
+
+def test_nested_and_flat_json_data_agree(server: LiveServer) -> None:
+    batch = np.random.default_rng(3).standard_normal((2, 256)).astype(np.float32)
+    answers = []
+    for data in (batch.tolist(), batch.reshape(-1).tolist()):
+        body = {"inputs": [{"name": "input", "shape": [2, 256], "datatype": "FP32", "data": data}]}
+        response = httpx.post(f"{server.base}/v2/models/mlp/infer", json=body)
+        assert response.status_code == 200, response.text
+        answers.append(response.json())
+    assert answers[0] == answers[1]
+    label = next(o for o in answers[0]["outputs"] if o["name"] == "label")
+    assert label == {
+        "name": "label",
+        "datatype": "INT64",
+        "shape": [2],
+        "data": reference_outputs(batch)[1].tolist(),
+    }
+    assert "id" not in answers[0]
+
+
+def test_versioned_routes(server: LiveServer) -> None:
+    assert httpx.get(f"{server.base}/v2/models/identity/versions/1").json()["name"] == "identity"
+    ready = httpx.get(f"{server.base}/v2/models/identity/versions/3/ready").json()
+    assert ready == {"name": "identity", "version": "3", "ready": True}
+    body = {
+        "inputs": [{"name": "input", "shape": [1, 256], "datatype": "FP32", "data": [0.5] * 256}]
+    }
+    response = httpx.post(f"{server.base}/v2/models/mlp/versions/1/infer", json=body)
+    assert response.status_code == 200
+    assert response.json()["model_version"] == "1"
+    assert httpx.get(f"{server.base}/openapi.json").json()["paths"]["/v2/models/{model_name}/infer"]

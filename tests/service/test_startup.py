@@ -1,0 +1,101 @@
+"""Startup: bad settings and unusable models stop `python -m service` with one clear line."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.service.live_server import REPO, running_server, server_env
+from tests.service.model_factory import DEFAULT_MODEL
+
+START_TIMEOUT_S = 60
+
+
+def start_and_fail(env: dict[str, str]) -> tuple[int, list[str]]:
+    """Run the server expecting it to exit by itself; its exit code and stderr lines."""
+    result = subprocess.run(
+        [sys.executable, "-m", "service"],
+        cwd=REPO,
+        env=server_env({"PORT": "1", **env}),
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT_S,
+        check=False,
+    )
+    return result.returncode, [line for line in result.stderr.splitlines() if line.strip()]
+
+
+def error_lines(lines: list[str]) -> list[str]:
+    return [line for line in lines if "ERROR" in line or line.startswith("error:")]
+
+
+def test_sha256_mismatch(tmp_path: Path) -> None:
+    code, lines = start_and_fail({"MODEL_PATH": str(DEFAULT_MODEL), "MODEL_SHA256": "0" * 64})
+    assert code == 1
+    [error] = error_lines(lines)
+    assert str(DEFAULT_MODEL) in error
+    assert "0" * 64 in error
+    assert hashlib.sha256(DEFAULT_MODEL.read_bytes()).hexdigest() in error
+
+
+def test_missing_model_file(tmp_path: Path) -> None:
+    missing = tmp_path / "absent.onnx"
+    code, lines = start_and_fail({"MODEL_PATH": str(missing)})
+    assert code == 1
+    [error] = error_lines(lines)
+    assert str(missing) in error
+
+
+def test_corrupt_model_file(tmp_path: Path) -> None:
+    corrupt = tmp_path / "corrupt" / "1" / "model.onnx"
+    corrupt.parent.mkdir(parents=True)
+    corrupt.write_bytes(DEFAULT_MODEL.read_bytes()[:5000])
+    code, lines = start_and_fail({"MODEL_REPOSITORY": str(tmp_path)})
+    assert code == 1
+    [error] = error_lines(lines)
+    assert str(corrupt) in error
+
+
+def test_empty_repository(tmp_path: Path) -> None:
+    code, lines = start_and_fail({"MODEL_REPOSITORY": str(tmp_path)})
+    assert code == 1
+    assert str(tmp_path) in error_lines(lines)[0]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("PORT", "http"),
+        ("MAX_BATCH_SIZE", "-3"),
+        ("MAX_BATCH_DELAY_MS", "nan"),
+        ("EXECUTION_PROVIDERS", "cuda,tpu"),
+        ("LOG_FORMAT", "xml"),
+        ("MODEL_SHA256", "abc"),
+    ],
+)
+def test_bad_setting_names_variable_and_value(variable: str, value: str) -> None:
+    code, lines = start_and_fail({variable: value})
+    assert code == 2
+    assert lines == [lines[0]]  # exactly one line
+    assert variable in lines[0]
+    assert repr(value) in lines[0]
+
+
+def test_model_path_with_sha256_serves_under_given_name(tmp_path: Path) -> None:
+    digest = hashlib.sha256(DEFAULT_MODEL.read_bytes()).hexdigest()
+    env = {"MODEL_PATH": str(DEFAULT_MODEL), "MODEL_SHA256": digest, "MODEL_NAME": "scorer"}
+    with running_server(env, tmp_path / "log") as server:
+        metadata = httpx.get(f"{server.base}/v2/models/scorer").json()
+        assert metadata["name"] == "scorer"
+        assert metadata["versions"] == ["1"]
+
+
+def test_default_repository_is_the_bundled_model(tmp_path: Path) -> None:
+    with running_server({}, tmp_path / "log") as server:
+        assert httpx.get(f"{server.base}/v2/models/mlp/ready").status_code == 200
+        assert str(DEFAULT_MODEL) in server.log()
