@@ -17,6 +17,7 @@ from bench.servers import ALL_SERVERS
 from bench.workload import DEFAULT_MODEL, REPO_ROOT, BenchError
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
+DOCS = REPO_ROOT / "docs" / "OPTIMIZATION.md"
 FULL = {"duration": 5, "warmup": 1, "concurrency": "1,8,32", "batch": "1,32,128"}
 QUICK = {"duration": 1, "warmup": 0, "concurrency": "8", "batch": "1,32,128"}
 
@@ -54,6 +55,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="include bench/image_report.py's table (default: on, off with --quick)",
+    )
+    parser.add_argument(
+        "--update-docs",
+        action="store_true",
+        help=f"also put the results into {DOCS.relative_to(REPO_ROOT)} (between its markers)",
     )
     parser.add_argument(
         "--image-variants",
@@ -99,13 +105,21 @@ def main(argv: list[str]) -> int:
         results.image_report, skipped = images.image_report(args.image_variants)
         if skipped:
             results.skipped["image report"] = skipped
-    write_outputs(results, args.out, "python -m bench " + shlex.join(argv))
+    command = ("python -m bench " + shlex.join(argv)).strip()
+    write_outputs(results, args.out, command)
+    if args.update_docs:
+        try:
+            report.update_docs(DOCS, results, command, args.out / "latest.png")
+        except BenchError as error:
+            print(f"bench: {error}", file=sys.stderr)
+            return 2
+        runner.log(f"updated {DOCS}")
     return 1 if results.failed or any(not cell.valid for cell in results.cells) else 0
 
 
 def write_outputs(results: RunResults, out: Path, command: str) -> None:
     results.save(out / "latest.json")
-    (out / "latest.md").write_text(report.render(results, command.strip()))
+    (out / "latest.md").write_text(report.render(results, command))
     chart.draw(results, out / "latest.png")
     runner.log(f"wrote {out / 'latest.md'}, {out / 'latest.png'}, {out / 'latest.json'}")
     print("\n".join(report.target_table(results)))

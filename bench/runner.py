@@ -46,7 +46,7 @@ def run(options: RunOptions) -> RunResults:
     expected = {batch: workload.reference_labels(spec, rows[batch]) for batch in rows}
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         work = Path(tmp)
-        repository = _model_repository(spec, work)
+        repository = model_repository(spec, work)
         results.ceiling = _measure_ceiling(options, repository, work)
         available = []
         for server in options.servers:
@@ -87,7 +87,7 @@ def median_cells(cells: Sequence[Cell]) -> list[Cell]:
     return chosen
 
 
-def _model_repository(spec: ModelSpec, work: Path) -> Path:
+def model_repository(spec: ModelSpec, work: Path) -> Path:
     """Every server loads this very file, laid out as `<name>/<version>/model.onnx`."""
     repository = work / "models"
     version_dir = repository / workload.MODEL_NAME / "1"

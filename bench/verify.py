@@ -35,8 +35,8 @@ def check_labels(
     body, headers = send_once(port, request)
     try:
         labels = form.labels(body, headers)
-    except (KeyError, ValueError, TypeError) as error:
-        raise BenchError(f"{contender}: unreadable response ({error!r}): {body[:200]!r}") from error
+    except (KeyError, ValueError, TypeError, BenchError) as error:
+        raise BenchError(f"{contender}: unreadable response ({error}): {body[:200]!r}") from error
     if labels != expected:
         raise BenchError(
             f"{contender}: labels differ from in-process ORT "

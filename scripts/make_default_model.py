@@ -87,7 +87,8 @@ def build_model(seed: int = SEED) -> onnx.ModelProto:
 
 def model_bytes(seed: int = SEED) -> bytes:
     """The serialized model; identical for identical seeds."""
-    return build_model(seed).SerializeToString()
+    data: bytes = build_model(seed).SerializeToString()
+    return data
 
 
 def main() -> None:

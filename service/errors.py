@@ -19,3 +19,9 @@ def bad_request(message: str) -> ApiError:
 
 def not_found(message: str) -> ApiError:
     return ApiError(404, message)
+
+
+def show(value: object, limit: int = 80) -> str:
+    """A client's value for an error message: its repr, cut short so junk stays readable."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

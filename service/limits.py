@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from service.errors import ApiError
 
@@ -43,9 +43,13 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise _too_large(int(declared), limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:  # chunked uploads declare no length up front
-            raise _too_large(size, limit)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:  # chunked uploads declare no length up front
+                raise _too_large(size, limit)
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # Nobody will read the answer; a 4xx keeps it out of the server-fault counts.
+        raise ApiError(400, f"client disconnected after {size} bytes of the body") from None
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -1,12 +1,23 @@
-"""OpenAPI description of the inference request body.
+"""OpenAPI description of the inference endpoints.
 
-The endpoint reads the raw body itself (for speed and for the binary extension), so FastAPI
-cannot derive this schema; it is written out here for docs and schema-driven API fuzzers.
+They are plain Starlette routes reading the raw body (for speed and for the binary
+extension), so FastAPI cannot derive their schema; it is written out here and merged into
+the generated document, for docs and schema-driven API fuzzers.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
 from service.tensors import NUMPY_DTYPES
+
+INFER_PATHS = (
+    "/v2/models/{model_name}/infer",
+    "/v2/models/{model_name}/versions/{model_version}/infer",
+)
 
 _PARAMETERS = {"type": "object", "additionalProperties": True}
 
@@ -54,7 +65,13 @@ _ERROR = {
     }
 }
 
-INFER_OPENAPI: dict[str, object] = {
+
+def _path_parameter(name: str) -> dict[str, object]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+INFER_OPERATION: dict[str, object] = {
+    "summary": "Run inference",
     "requestBody": {
         "required": True,
         "content": {
@@ -67,9 +84,40 @@ INFER_OPENAPI: dict[str, object] = {
         },
     },
     "responses": {
+        "200": {
+            "description": "Outputs (JSON, or JSON header + binary tensors)",
+            "content": {"application/json": {}, "application/octet-stream": {}},
+        },
         "400": {"description": "Bad request", **_ERROR},
         "404": {"description": "Unknown model or version", **_ERROR},
         "413": {"description": "Body larger than MAX_BODY_BYTES", **_ERROR},
         "503": {"description": "Overloaded: MAX_INFLIGHT reached", **_ERROR},
     },
 }
+
+
+def infer_path_items() -> dict[str, dict[str, object]]:
+    items: dict[str, dict[str, object]] = {}
+    for path in INFER_PATHS:
+        names = [part[1:-1] for part in path.split("/") if part.startswith("{")]
+        operation = {**INFER_OPERATION, "parameters": [_path_parameter(n) for n in names]}
+        items[path] = {"post": operation}
+    return items
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Make ``/openapi.json`` include the inference endpoints."""
+
+    def schema() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            document.setdefault("paths", {}).update(infer_path_items())
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = schema  # type: ignore[method-assign]

@@ -14,7 +14,7 @@ import numpy as np
 import orjson
 
 from service.binary import HEADER_LENGTH_HEADER, decode_tensor, encode_tensor, split_body
-from service.errors import bad_request
+from service.errors import bad_request, show
 from service.tensors import ACCEPTED_JSON_KINDS, NUMPY_DTYPES, TensorSpec, element_count
 
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
@@ -58,7 +58,7 @@ def parse_inference_request(
         raise bad_request("request body must be a JSON object")
     request_id = document.get("id")
     if request_id is not None and not isinstance(request_id, str):
-        raise bad_request(f"'id' must be a string, got {request_id!r}")
+        raise bad_request(f"'id' must be a string, got {show(request_id)}")
     parameters = _parameters(document, "request")
     binary_default = _flag(parameters, "binary_data_output", "request")
     arrays = _parse_inputs(document.get("inputs"), tail, inputs)
@@ -81,7 +81,7 @@ def _parameters(entry: dict[str, Any], where: str) -> dict[str, Any]:
 def _flag(parameters: dict[str, Any], key: str, where: str) -> bool:
     value = parameters.get(key, False)
     if not isinstance(value, bool):
-        raise bad_request(f"parameter '{key}' of {where} must be true or false, got {value!r}")
+        raise bad_request(f"parameter '{key}' of {where} must be true or false, got {show(value)}")
     return value
 
 
@@ -107,7 +107,7 @@ def _parse_inputs(
         if "data" in entry:
             raise bad_request(f"input '{name}' has both 'data' and binary_data_size")
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise bad_request(f"input '{name}': binary_data_size {size!r} is not a size")
+            raise bad_request(f"input '{name}': binary_data_size {show(size)} is not a size")
         if offset + size > len(tail):
             raise bad_request(
                 f"input '{name}': binary_data_size {size} runs past the end of the body "
@@ -132,12 +132,12 @@ def _tensor_header(
     name = entry.get("name")
     spec = specs.get(name) if isinstance(name, str) else None
     if spec is None:
-        raise bad_request(f"unknown input {name!r}; the model's inputs are {', '.join(specs)}")
+        raise bad_request(f"unknown input {show(name)}; the model's inputs are {', '.join(specs)}")
     name = spec.name
     datatype = entry.get("datatype")
     if datatype != spec.datatype:
         raise bad_request(
-            f"input '{name}' has datatype {datatype!r}, the model expects {spec.datatype}"
+            f"input '{name}' has datatype {show(datatype)}, the model expects {spec.datatype}"
         )
     shape = entry.get("shape")
     if (
@@ -147,7 +147,7 @@ def _tensor_header(
         or any(want not in (-1, dim) for want, dim in zip(spec.shape, shape, strict=True))
     ):
         raise bad_request(
-            f"input '{name}' has shape {shape!r}, the model expects {list(spec.shape)}"
+            f"input '{name}' has shape {show(shape)}, the model expects {list(spec.shape)}"
         )
     return name, spec.datatype, shape
 
@@ -212,7 +212,7 @@ def _flatten_strings(data: list[Any], name: str) -> list[str]:
                 stack.append(iter(item))
                 break
             if not isinstance(item, str):
-                raise bad_request(f"input '{name}': BYTES data must be strings, got {item!r}")
+                raise bad_request(f"input '{name}': BYTES data must be strings, got {show(item)}")
             flat.append(item)
         else:
             stack.pop()
@@ -231,7 +231,7 @@ def _parse_outputs(
         name = entry.get("name") if isinstance(entry, dict) else None
         if not isinstance(name, str) or name not in specs:
             raise bad_request(
-                f"unknown output {name!r}; the model's outputs are {', '.join(specs)}"
+                f"unknown output {show(name)}; the model's outputs are {', '.join(specs)}"
             )
         parameters = _parameters(entry, f"output '{name}'")
         if "classification" in parameters:

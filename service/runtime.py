@@ -59,6 +59,12 @@ class LoadedModel:
             raise ApiError(status, f"inference failed: {message}") from None
 
 
+def quiet_onnxruntime_logs(log_level: str) -> None:
+    """ORT writes its own lines to stderr (bypassing JSON logs): keep only its errors,
+    or its warnings too at LOG_LEVEL=debug. Our logs name any provider fallback."""
+    ort.set_default_logger_severity(2 if log_level == "debug" else 3)
+
+
 def choose_providers(requested: Sequence[str]) -> list[str]:
     """Keep the requested providers this build of ONNX Runtime offers, CPU always last."""
     if CUDA in requested and hasattr(ort, "preload_dlls"):
@@ -71,7 +77,11 @@ def choose_providers(requested: Sequence[str]) -> list[str]:
     chosen = [name for name in requested if name in available and name != CPU]
     for name in requested:
         if name not in available:
-            log.warning("execution provider %s is not in this onnxruntime build", name)
+            log.warning(
+                "%s was requested but is not in this onnxruntime build; falling back to %s",
+                name,
+                ", ".join([*chosen, CPU]),
+            )
     return [*chosen, CPU]
 
 

@@ -12,7 +12,13 @@ from service.app import ServerState, create_app
 from service.cpus import usable_cpu_count
 from service.registry import ModelRegistry
 from service.repository import ModelSourceError, discover_models
-from service.runtime import InferenceExecutor, ModelLoadError, choose_providers, load_model
+from service.runtime import (
+    InferenceExecutor,
+    ModelLoadError,
+    choose_providers,
+    load_model,
+    quiet_onnxruntime_logs,
+)
 from service.settings import Settings
 
 log = logging.getLogger("service")
@@ -23,6 +29,7 @@ def build_state(settings: Settings) -> ServerState:
     """Find and load every model (raises ModelSourceError / ModelLoadError)."""
     workers = settings.inference_workers
     threads = settings.intra_op_threads or max(1, usable_cpu_count() // workers)
+    quiet_onnxruntime_logs(settings.log_level)
     providers = choose_providers(settings.execution_providers)
     models = [load_model(source, providers, threads) for source in discover_models(settings)]
     return ServerState(settings, ModelRegistry(models), InferenceExecutor(workers))

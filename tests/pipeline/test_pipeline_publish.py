@@ -110,3 +110,13 @@ def test_published_images_carry_the_module_labels(engine: FakeEngine) -> None:
     for build in _builds(engine.queries_named("publish")[0][-1]):
         assert {"name": "REVISION", "value": "feedbeef"} in build["buildArgs"]
         assert {"name": "SOURCE_URL", "value": "https://github.com/acme/onnx"} in build["buildArgs"]
+
+
+def test_every_published_build_gets_the_ca_bundle_secret(engine: FakeEngine) -> None:
+    module = make_module(ca_bundle=dag.set_secret("cli-ca", "-----BEGIN CERTIFICATE-----y"))
+    _publish(module, tag="v1.0.0", repository="acme/onnx")
+    assert engine.leaf_names().count("plaintext") == 1  # read once, re-registered once
+    for query in engine.queries_named("publish"):
+        for build in _builds(query[-1]):
+            [secret] = build["secrets"]
+            assert calls(secret)[0].args["name"] == "ca_bundle"

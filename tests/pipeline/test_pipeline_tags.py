@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from onnx_serving.tags import image_tags, parse_release
+
+# The tag grammar of the OCI distribution reference.
+DOCKER_TAG = re.compile(r"[\w][\w.-]{0,127}")
 
 EXPANSIONS = [
     ("v1.2.3", "", ["1.2.3", "1.2", "1", "latest"]),
@@ -57,3 +64,22 @@ def test_invalid_tag_is_a_one_line_error_naming_it(tag: str) -> None:
     message = str(err.value)
     assert "\n" not in message
     assert repr(tag) in message
+
+
+_numbers = st.integers(min_value=0, max_value=10_000)
+_prerelease = st.from_regex(r"[0-9A-Za-z-]{1,8}(\.[0-9A-Za-z-]{1,8}){0,2}", fullmatch=True)
+
+
+@given(_numbers, _numbers, _numbers, st.none() | _prerelease, st.sampled_from(["", "-gpu"]))
+def test_every_semver_release_expands_to_valid_image_tags(
+    major: int, minor: int, patch: int, pre: str | None, suffix: str
+) -> None:
+    version = f"{major}.{minor}.{patch}" + (f"-{pre}" if pre else "")
+    tags = image_tags(f"v{version}", suffix)
+    assert tags[0] == version + suffix  # the most specific tag first
+    assert all(DOCKER_TAG.fullmatch(t) for t in tags)
+    assert len(tags) == len(set(tags))
+    if pre:
+        assert tags == [version + suffix]
+    else:
+        assert tags[1:] == [f"{major}.{minor}{suffix}", f"{major}{suffix}", f"latest{suffix}"]

@@ -125,7 +125,10 @@ def test_ci_runs_exactly_the_module_checks_on_push_and_pr() -> None:
 def test_release_publishes_the_pushed_tag_with_the_token_as_a_secret() -> None:
     release = load(WORKFLOWS / "release.yml")
     assert release["on"] == {"push": {"tags": ["v*"]}}
-    [job] = release["jobs"].values()
+    job = release["jobs"]["publish"]
+    assert job["needs"] == "check"  # nothing is published unless the checks pass
+    checks = {n for n, f in module_functions(OnnxServing).items() if f.check}
+    assert set(release["jobs"]["check"]["strategy"]["matrix"]["check"]) == checks
     step = job["steps"][1]
     call = " ".join(step["with"]["call"].split())
     assert 'publish --tag "$RELEASE_TAG"' in call
@@ -161,7 +164,7 @@ BREAKAGES: dict[str, Callable[[dict[str, Any]], None]] = {
 
 
 def _job(document: dict[str, Any]) -> dict[str, Any]:
-    job: dict[str, Any] = next(iter(document["jobs"].values()))
+    job: dict[str, Any] = list(document["jobs"].values())[-1]  # release.yml: publish
     return job
 
 

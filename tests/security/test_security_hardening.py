@@ -15,7 +15,8 @@ from onnx_serving import commands
 
 from .conftest import REPO
 
-pytestmark = pytest.mark.docker
+# The first test to ask for an image builds it (the GPU one: ~2.5 GB of wheels, cold cache).
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(2400)]
 
 HARDENED = (
     "--read-only",

@@ -22,7 +22,8 @@ from packaging.utils import canonicalize_name
 
 from .conftest import REPO
 
-pytestmark = pytest.mark.docker
+# The first test to ask for an image builds it (the GPU one: ~2.5 GB of wheels, cold cache).
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(2400)]
 
 VARIANTS = ("basic", "optimized", "gpu", "dev")
 # The lock each image installs; True where the image holds exactly the lock (pip removed).

@@ -5,19 +5,27 @@ args, labels, auth) is walked with the recording stand-in engine of tests/pipeli
 The password's plaintext may appear in exactly one place: the `setSecret` call that created
 the Secret (how a secret reaches the engine's memory - never its cache, layers or logs). Logs
 and output of the run are captured and searched too.
+
+With Docker: credential files in a checkout (.env, .docker/config.json, .git-credentials)
+reach no layer, label, history entry or build log of the images, even `COPY . /app/`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import dagger
 import pytest
+from conftest import BUILD_ARGS
 from dagger import dag
 
+from tests.images.image_files import scan_image
 from tests.pipeline.conftest import make_module
 from tests.pipeline.plan import Call, calls, fake_engine
 
@@ -83,3 +91,87 @@ def test_publish_plan_and_logs_hold_no_plaintext(
     assert "plaintext" not in engine.leaf_names()  # the module never read the value back
     captured = capfd.readouterr()
     assert MARKER not in out + captured.out + captured.err + caplog.text
+
+
+# Where a registry password typically sits in a developer's checkout.
+PLANTED_CREDENTIALS = {
+    ".env": f"REGISTRY_PASSWORD={MARKER}\n",
+    ".docker/config.json": (
+        '{"auths": {"127.0.0.1:5000": {"auth": "'
+        + base64.b64encode(f"release-bot:{MARKER}".encode()).decode()
+        + '"}}}\n'
+    ),
+    ".git-credentials": f"https://release-bot:{MARKER}@127.0.0.1%3a5000\n",
+}
+NEEDLES = [MARKER.encode(), base64.b64encode(f"release-bot:{MARKER}".encode())]
+PLANTED_NAMES = [".env", ".docker", ".git-credentials"]
+
+
+@pytest.fixture
+def context_with_credentials(repo_tree: Path, tmp_path: Path) -> Path:
+    """The build context (what git would commit) plus credential files at its root."""
+    context = tmp_path / "context"
+    shutil.copytree(repo_tree, context)
+    for relative, text in PLANTED_CREDENTIALS.items():
+        (context / relative).parent.mkdir(parents=True, exist_ok=True)
+        (context / relative).write_text(text)
+    return context
+
+
+def build(docker: Any, context: Path, tag: str, *args: str) -> str:
+    """`docker build` of `context`; returns the build log."""
+    done = docker.run("build", "--progress=plain", "--tag", tag, *args, str(context), timeout=900)
+    return str(done.stdout + done.stderr)
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(2400)  # a cold build cache means a full pip install
+@pytest.mark.parametrize("variant", ["basic", "optimized"])  # basic does `COPY . /app/`
+def test_credentials_in_the_checkout_reach_no_layer_label_or_log(
+    variant: str,
+    docker: Any,
+    base_image: str,
+    build_secret: Path,
+    context_with_credentials: Path,
+) -> None:
+    tag = f"security-leakcheck:{variant}"
+    build_args = [f"--build-arg={k}={v}" for k, v in BUILD_ARGS.items()]
+    try:
+        log = build(
+            docker,
+            context_with_credentials,
+            tag,
+            "--file",
+            str(context_with_credentials / f"dockerfiles/Dockerfile.{variant}"),
+            "--secret",
+            f"id=ca_bundle,src={build_secret}",
+            *build_args,
+        )
+        findings, layers = scan_image(docker.binary, tag, NEEDLES, PLANTED_NAMES)
+    finally:
+        docker.run("rmi", "--force", tag, check=False)
+    assert layers >= 3
+    assert findings == [], findings  # layers, config, labels, history
+    assert MARKER not in log
+
+
+@pytest.mark.docker
+def test_the_leak_check_sees_credentials_without_dockerignore(
+    docker: Any, base_image: str, context_with_credentials: Path
+) -> None:
+    """Control: the same context copied wholesale, .dockerignore removed, is caught."""
+    (context_with_credentials / ".dockerignore").unlink()
+    (context_with_credentials / "Dockerfile.leaky").write_text(f"FROM {base_image}\nCOPY . /ctx/\n")
+    tag = "security-leakcheck:control"
+    try:
+        build(
+            docker,
+            context_with_credentials,
+            tag,
+            "--file",
+            str(context_with_credentials / "Dockerfile.leaky"),
+        )
+        findings, _ = scan_image(docker.binary, tag, NEEDLES, PLANTED_NAMES)
+    finally:
+        docker.run("rmi", "--force", tag, check=False)
+    assert {f.path for f in findings} >= {"ctx/.env", "ctx/.docker/config.json"}, findings

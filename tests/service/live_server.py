@@ -52,10 +52,12 @@ class LiveServer:
         match = re.search(r"^" + pattern + r"$", text, re.MULTILINE)
         return float(match.group(1)) if match else 0.0
 
-    def wait_for_metric(self, name: str, value: float, attempts: int = 400) -> None:
+    def wait_for_metric(
+        self, name: str, value: float, labels: str = "", attempts: int = 400
+    ) -> None:
         """Poll /metrics (bounded) until the sample reaches ``value``."""
         for _ in range(attempts):
-            if self.metric(name) >= value:
+            if self.metric(name, labels) >= value:
                 return
             time.sleep(POLL_INTERVAL_S)
         raise AssertionError(f"{name} never reached {value}; server log:\n{self.log()}")
@@ -73,7 +75,11 @@ class LiveServer:
 
 
 def server_env(extra: Mapping[str, str]) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("MODEL_")}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("MODEL_", "ORT_", "XDG_"))
+    }
     env.update({"HOST": "127.0.0.1", "LOG_LEVEL": "info", "INTRA_OP_THREADS": "1"})
     env.update(extra)
     return env
@@ -134,6 +140,10 @@ class HeldRequest:
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
         ).encode()
         self._socket.sendall(head + body[: len(body) // 2])
+
+    def abort(self) -> None:
+        """Hang up with the body half sent."""
+        self._socket.close()
 
     def finish(self) -> tuple[int, str, bytes]:
         self._socket.sendall(self._body[len(self._body) // 2 :])

@@ -12,6 +12,7 @@ import pytest
 
 from tests.service.conftest import TEST_MAX_BODY_BYTES
 from tests.service.live_server import LiveServer
+from tests.service.model_factory import ONNX_TYPES
 
 MLP = "/v2/models/mlp/infer"
 IDENTITY = "/v2/models/identity/infer"
@@ -49,32 +50,12 @@ def binary_body(
 
 
 def identity_body(datatype: str, data: object) -> bytes:
-    inputs = [
-        {
-            "name": f"in_{dt}",
-            "shape": [1, 2],
-            "datatype": dt,
-            "data": [1, 0] if dt != "BOOL" else [True, False],
-        }
-        for dt in (
-            "BOOL",
-            "UINT8",
-            "UINT16",
-            "UINT32",
-            "UINT64",
-            "INT8",
-            "INT16",
-            "INT32",
-            "INT64",
-            "FP16",
-            "FP32",
-            "FP64",
-        )
-    ]
-    inputs.append({"name": "in_BYTES", "shape": [1, 2], "datatype": "BYTES", "data": ["a", "b"]})
-    for tensor in inputs:
-        if tensor["datatype"] == datatype:
-            tensor["data"] = data
+    """A valid identity-model request, except that ``datatype``'s input carries ``data``."""
+    inputs: list[dict[str, object]] = []
+    for name in ONNX_TYPES:
+        valid = {"BOOL": [True, False], "BYTES": ["a", "b"]}.get(name, [1, 0])
+        value = data if name == datatype else valid
+        inputs.append({"name": f"in_{name}", "shape": [1, 2], "datatype": name, "data": value})
     return orjson.dumps({"inputs": inputs})
 
 

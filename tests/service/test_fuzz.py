@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 
 import httpx
+import numpy as np
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from service.tensors import NUMPY_DTYPES
 from tests.service.live_server import LiveServer
@@ -100,6 +103,48 @@ def test_structured_requests_never_5xx(
         headers["Inference-Header-Content-Length"] = str(len(body) if header == "exact" else header)
         body += tail
     assert_client_error_or_success(http.post(path, content=body, headers=headers))
+
+
+@FUZZ
+@given(
+    batch=arrays(
+        np.float32, st.tuples(st.integers(0, 3), st.just(256)), elements=st.floats(width=32)
+    ),
+    binary_input=st.booleans(),
+    outputs=st.sets(st.sampled_from(["logits", "label"])),
+    binary_output=st.booleans(),
+)
+def test_valid_requests_always_succeed(
+    http: httpx.Client,
+    batch: np.ndarray,
+    binary_input: bool,
+    outputs: set[str],
+    binary_output: bool,
+) -> None:
+    """Any batch size (even 0) and any float32 values (even NaN and inf in binary form)."""
+    binary_input = binary_input or not np.isfinite(batch).all()  # JSON has no NaN
+    tensor: dict[str, object] = {"name": "input", "datatype": "FP32", "shape": list(batch.shape)}
+    if binary_input:
+        tensor["parameters"] = {"binary_data_size": batch.nbytes}
+    else:
+        tensor["data"] = batch.tolist()
+    document: dict[str, object] = {"inputs": [tensor]}
+    if outputs:
+        flag = {"binary_data": binary_output}
+        document["outputs"] = [{"name": name, "parameters": flag} for name in sorted(outputs)]
+    body, headers = orjson.dumps(document), {}
+    if binary_input:
+        headers["Inference-Header-Content-Length"] = str(len(body))
+        body += batch.tobytes()
+    response = http.post("/v2/models/mlp/infer", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    header_length = int(
+        response.headers.get("inference-header-content-length", len(response.content))
+    )
+    answer = orjson.loads(response.content[:header_length])
+    returned = {output["name"]: output["shape"] for output in answer["outputs"]}
+    expected = {"logits": [len(batch), 10], "label": [len(batch)]}
+    assert returned == {name: expected[name] for name in (outputs or expected)}
 
 
 @FUZZ

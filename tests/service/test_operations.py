@@ -110,3 +110,15 @@ def test_sigterm_during_load_finishes_in_flight_requests(
         assert "stopped" in server.log()
     finally:
         server.stop()
+
+
+def test_client_hanging_up_mid_body_is_not_a_server_fault(server: LiveServer) -> None:
+    counted = 'model="mlp",status="400"'
+    before = server.metric("inference_requests_total", counted)
+    held = HeldRequest(server, MLP, BODY)
+    server.wait_for_metric("inference_requests_in_flight", 1)
+    held.abort()
+    server.wait_for_metric("inference_requests_total", before + 1, counted)
+    assert server.metric("inference_requests_in_flight") == 0
+    assert "Traceback" not in server.log()
+    assert httpx.post(f"{server.base}{MLP}", content=BODY).status_code == 200

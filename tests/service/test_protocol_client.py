@@ -146,4 +146,18 @@ def test_versioned_routes(server: LiveServer) -> None:
     response = httpx.post(f"{server.base}/v2/models/mlp/versions/1/infer", json=body)
     assert response.status_code == 200
     assert response.json()["model_version"] == "1"
-    assert httpx.get(f"{server.base}/openapi.json").json()["paths"]["/v2/models/{model_name}/infer"]
+
+
+def test_openapi_documents_every_route(server: LiveServer) -> None:
+    paths = httpx.get(f"{server.base}/openapi.json").json()["paths"]
+    for path in (
+        "/v2/models/{model_name}/infer",
+        "/v2/models/{model_name}/versions/{model_version}/infer",
+    ):
+        operation = paths[path]["post"]
+        assert (
+            "inputs"
+            in operation["requestBody"]["content"]["application/json"]["schema"]["properties"]
+        )
+        assert {p["name"] for p in operation["parameters"]} <= {"model_name", "model_version"}
+    assert {"/v2", "/v2/health/ready", "/v2/models/{model_name}/config", "/metrics"} <= set(paths)

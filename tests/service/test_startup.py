@@ -99,3 +99,37 @@ def test_default_repository_is_the_bundled_model(tmp_path: Path) -> None:
     with running_server({}, tmp_path / "log") as server:
         assert httpx.get(f"{server.base}/v2/models/mlp/ready").status_code == 200
         assert str(DEFAULT_MODEL) in server.log()
+
+
+@pytest.mark.parametrize(("telemetry", "writes"), [(None, False), ("0", True)])
+def test_writes_nothing_to_home_unless_telemetry_is_enabled(
+    tmp_path: Path, telemetry: str | None, writes: bool
+) -> None:
+    """The server must run on a read-only root filesystem: serving writes no files.
+
+    The second case proves the check can fail: onnxruntime's own telemetry store appears
+    under HOME when the user explicitly re-enables it.
+    """
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"HOME": str(home), "PYTHONDONTWRITEBYTECODE": "1"}
+    if telemetry is not None:
+        env["ORT_DISABLE_TELEMETRY"] = telemetry
+    with running_server(env, tmp_path / "log") as server:
+        body = {
+            "inputs": [{"name": "input", "shape": [1, 256], "datatype": "FP32", "data": [1] * 256}]
+        }
+        assert httpx.post(f"{server.base}/v2/models/mlp/infer", json=body).status_code == 200
+    written = [path for path in home.rglob("*") if path.is_file()]
+    assert bool(written) == writes, written
+
+
+def test_unusable_cuda_falls_back_to_cpu_loudly(tmp_path: Path) -> None:
+    """No GPU here (and a CPU build of onnxruntime): CUDA is asked for, CPU is reported."""
+    with running_server({"EXECUTION_PROVIDERS": "cuda,cpu"}, tmp_path / "log") as server:
+        metadata = httpx.get(f"{server.base}/v2/models/mlp").json()
+        assert metadata["execution_providers"] == ["CPUExecutionProvider"]
+        warnings = [line for line in server.log().splitlines() if "WARNING" in line]
+        assert any(
+            "CUDAExecutionProvider" in line and "falling back to" in line for line in warnings
+        )

@@ -119,7 +119,10 @@ class Verdict:
         lines += [
             f"  ignored {f.describe()} until {e.expired_at}: {e.statement}" for f, e in self.ignored
         ]
-        lines += [f"  unused ignore entry {e.kind}/{e.id}" for e in self.unused]
+        if self.unused:  # stale entries: delete them (or they matched only lower severities)
+            lines.append(
+                "  unused ignore entries: " + ", ".join(f"{e.kind}/{e.id}" for e in self.unused)
+            )
         lines.append(
             f"  skipped {self.below_threshold} below threshold, "
             f"{self.unfixed_skipped} unfixed (ignore-unfixed)"
@@ -263,14 +266,14 @@ def evaluate(
     verdict = Verdict(severities=wanted, artifact=str(report.get("ArtifactName", "")))
     used: set[IgnoreEntry] = set()
     for finding in findings(report):
+        matching = [e for e in ignores if e.matches(finding)]
+        used.update(matching)
         if finding.severity not in wanted:
             verdict.below_threshold += 1
             continue
         if ignore_unfixed and finding.unfixed:
             verdict.unfixed_skipped += 1
             continue
-        matching = [e for e in ignores if e.matches(finding)]
-        used.update(matching)
         live = [e for e in matching if not e.expired(day)]
         if live:
             verdict.ignored.append((finding, live[0]))

@@ -87,7 +87,8 @@ class OnnxServing:
     ) -> dagger.Container:
         """Build a serving image from its Dockerfile, exactly as `docker build` would."""
         chosen = validation.variant(variant)
-        return await self._image(chosen, validation.platform(chosen, platform), self.version)
+        target = validation.platform(chosen, platform)
+        return self._image(chosen, target, self.version, await self._build_secret())
 
     @function
     async def serve(
@@ -95,7 +96,8 @@ class OnnxServing:
         variant: Annotated[str, Doc("Image variant to serve: cpu or gpu.")] = "cpu",
     ) -> dagger.Service:
         """Run the image as a service: `dagger call serve up --ports 8000:8000`."""
-        return await self._service(validation.variant(variant))
+        chosen = validation.variant(variant)
+        return self._service(chosen, await self._build_secret())
 
     # ----- checks -----------------------------------------------------------------------
 
@@ -103,10 +105,11 @@ class OnnxServing:
     @check
     async def test(self) -> str:
         """Run the unit tests in the dev image, then smoke-test the built CPU image."""
-        dev = await self._dev_container()
+        secret = await self._build_secret()
+        dev = await self._dev_container(secret)
         unit = await dev.with_exec(commands.unit_test_command()).stdout()
         smoke = await (
-            dev.with_service_binding(SERVER_ALIAS, await self._service(VARIANTS["cpu"]))
+            dev.with_service_binding(SERVER_ALIAS, self._service(VARIANTS["cpu"], secret))
             .with_exec(commands.smoke_command(f"{SERVER_ALIAS}:{SERVER_PORT}"))
             .stdout()
         )
@@ -116,7 +119,7 @@ class OnnxServing:
     @check
     async def lint(self) -> str:
         """Lint the code (ruff, mypy), every Dockerfile (hadolint) and the CI workflows."""
-        dev = await self._dev_container()
+        dev = await self._dev_container(await self._build_secret())
         steps = {
             "ruff": commands.ruff_command(),
             "mypy": commands.mypy_command(),
@@ -152,7 +155,8 @@ class OnnxServing:
             yaml.safe_load(await self.source.file(".trivyignore.yaml").contents())
         )
         today = dt.date.today()
-        image = await self._image(chosen, validation.platform(chosen, None), self.version)
+        secret = await self._build_secret()
+        image = self._image(chosen, validation.platform(chosen, None), self.version, secret)
         report_path = f"{SCAN_DIR}/report.json"
         report = await (
             _trivy(image, today)
@@ -185,7 +189,8 @@ class OnnxServing:
     ) -> dagger.File:
         """The image's CycloneDX SBOM (JSON): `dagger call sbom export --path sbom.cdx.json`."""
         chosen = validation.variant(variant)
-        image = await self._image(chosen, validation.platform(chosen, None), self.version)
+        secret = await self._build_secret()
+        image = self._image(chosen, validation.platform(chosen, None), self.version, secret)
         sbom_path = f"{SCAN_DIR}/sbom.cdx.json"
         return (
             _trivy_container(image)
@@ -231,9 +236,10 @@ class OnnxServing:
             v.name: [f"{host}/{path}:{t}" for t in image_tags(tag, v.tag_suffix)] for v in chosen
         }
 
+        secret = await self._build_secret()
         published: list[str] = []
         for v in chosen:
-            images = [await self._image(v, p, release.version) for p in v.platforms]
+            images = [self._image(v, p, release.version, secret) for p in v.platforms]
             publisher = dag.container()
             if username is not None and password is not None:
                 publisher = publisher.with_registry_auth(host, username, password)
@@ -259,16 +265,23 @@ class OnnxServing:
             concurrency=validation.positive("concurrency", concurrency),
             batch=validation.positive("batch", batch),
         )
-        dev = await self._dev_container()
+        secret = await self._build_secret()
+        dev = await self._dev_container(secret)
         return await (
-            dev.with_service_binding(SERVER_ALIAS, await self._service(chosen))
+            dev.with_service_binding(SERVER_ALIAS, self._service(chosen, secret))
             .with_exec(command)
             .stdout()
         )
 
     # ----- helpers (not exposed) --------------------------------------------------------
 
-    async def _image(self, chosen: Variant, platform: str | None, version: str) -> dagger.Container:
+    def _image(
+        self,
+        chosen: Variant,
+        platform: str | None,
+        version: str,
+        secret: dagger.Secret | None,
+    ) -> dagger.Container:
         metadata = ImageMetadata(
             version=version,
             revision=self.revision,
@@ -276,22 +289,19 @@ class OnnxServing:
             source_url=self.source_url,
             base_image=self.base_image,
         )
-        return docker_build(
-            self.source, chosen.dockerfile, platform, metadata, await self._build_secret()
-        )
+        return docker_build(self.source, chosen.dockerfile, platform, metadata, secret)
 
-    async def _service(self, chosen: Variant) -> dagger.Service:
+    def _service(self, chosen: Variant, secret: dagger.Secret | None) -> dagger.Service:
         """The variant's image running its own entrypoint, port 8000 exposed."""
-        image = await self._image(chosen, validation.platform(chosen, None), self.version)
+        image = self._image(chosen, validation.platform(chosen, None), self.version, secret)
         return image.with_exposed_port(SERVER_PORT).as_service(use_entrypoint=True)
 
-    async def _dev_container(self) -> dagger.Container:
+    async def _dev_container(self, secret: dagger.Secret | None) -> dagger.Container:
         """The dev image plus the pyproject `dev` tools, the checkout at WORKDIR.
 
         Tests, linters and clients run here. The tools are installed before the checkout is
         mounted, so the install is cached until pyproject.toml's dev list changes.
         """
-        secret = await self._build_secret()
         tools = dev_requirements(await self.source.file("pyproject.toml").contents())
         dev = docker_build(self.source, DEV_DOCKERFILE, None, ImageMetadata(), secret)
         installer = dev.with_user("root")
