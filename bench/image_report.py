@@ -118,6 +118,11 @@ class Build:
     seconds: float
     rerun_steps: list[str]  # steps BuildKit executed (not CACHED)
 
+    def short_steps(self) -> str:
+        """`COPY service/ /app/service/; RUN python3 -m compileall …` for the table."""
+        short = [re.sub(r"^\[[^]]*\] ", "", step)[:36] for step in self.rerun_steps]
+        return "; ".join(f"`{s}`" for s in short) or "none"
+
     @property
     def dependencies_cached(self) -> bool:
         return not any(DEPENDENCY_STEP.search(step) for step in self.rerun_steps)
@@ -134,7 +139,7 @@ def parse_plain_progress(log: str) -> list[str]:
             continue
         step, text = match.groups()
         if text.startswith("[") and "internal]" not in text and step not in names:
-            names[step] = text[:110]
+            names[step] = text
         elif text == "CACHED":
             cached.add(step)
         elif text.startswith("DONE"):
@@ -220,7 +225,7 @@ def report(variants: list[str], cold: bool) -> str:
     if "optimized" not in tags:
         tags["optimized"] = "images-report:optimized"
     lines = [
-        "| image | cold build | rebuild after code edit | steps re-run | deps cached | "
+        "| image | cold build | rebuild after code edit | steps re-run by it | deps cached | "
         "run -> ready | run -> healthy |",
         "|---|---:|---:|---|---|---:|---:|",
     ]
@@ -233,7 +238,7 @@ def report(variants: list[str], cold: bool) -> str:
                 ready, healthy = time_to_ready(tag)
                 cold_s = f"{cold_builds[variant].seconds:.0f} s" if cold else "-"
                 lines.append(
-                    f"| {variant} | {cold_s} | {warm.seconds:.1f} s | {len(warm.rerun_steps)} | "
+                    f"| {variant} | {cold_s} | {warm.seconds:.1f} s | {warm.short_steps()} | "
                     f"{'yes' if warm.dependencies_cached else 'NO'} | {ready:.1f} s | "
                     f"{healthy:.1f} s |"
                 )

@@ -36,7 +36,7 @@ OPSET = 17
 DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "models" / "mlp" / "1" / "model.onnx"
 
 
-def _dense(rng: np.random.Generator, fan_in: int, fan_out: int, name: str) -> list[TensorProto]:
+def _dense(rng: np.random.RandomState, fan_in: int, fan_out: int, name: str) -> list[TensorProto]:
     """He-initialised weights and small biases, stored as ONNX initializers."""
     weight = rng.normal(0.0, np.sqrt(2.0 / fan_in), size=(fan_in, fan_out)).astype(np.float32)
     bias = rng.normal(0.0, 0.01, size=(fan_out,)).astype(np.float32)
@@ -48,7 +48,9 @@ def _dense(rng: np.random.Generator, fan_in: int, fan_out: int, name: str) -> li
 
 def build_model(seed: int = SEED) -> onnx.ModelProto:
     """Build the MLP graph deterministically from ``seed``."""
-    rng = np.random.default_rng(seed)
+    # The legacy RandomState stream is frozen by numpy (NEP 19), unlike Generator's, so
+    # a future numpy still draws the same weights.
+    rng = np.random.RandomState(seed)
     initializers: list[TensorProto] = []
     nodes: list[onnx.NodeProto] = []
     initializers += _dense(rng, INPUT_WIDTH, HIDDEN_WIDTH, "embed")

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from dagger import dag
+
 from onnx_serving.main import OnnxServing
 
 from .plan import REPO, FakeEngine, fake_engine

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from dagger import dag
+
 from onnx_serving import commands, trivy
 from onnx_serving.toolbox import dev_requirements
 from onnx_serving.variants import ALL_DOCKERFILES

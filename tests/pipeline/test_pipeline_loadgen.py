@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from onnx_serving import commands
 
+from onnx_serving import commands
 from tests.service.live_server import LiveServer, running_server
 
 from .plan import REPO

@@ -7,6 +7,7 @@ import re
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from onnx_serving.tags import image_tags, parse_release
 
 # The tag grammar of the OCI distribution reference.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from onnx_serving.toolbox import dev_requirements
 
 from .plan import REPO

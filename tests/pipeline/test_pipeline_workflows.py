@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from onnx_serving.main import OnnxServing
 
 from .plan import REPO, module_functions

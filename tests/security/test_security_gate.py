@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from onnx_serving import trivy
 from onnx_serving.gate import (
     GateInputError,

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+
 from onnx_serving import commands
 
 from .conftest import REPO

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from onnx_serving import trivy
-from onnx_serving.gate import evaluate, load_ignore_file
 from packaging.markers import Marker
 from packaging.utils import canonicalize_name
+
+from onnx_serving import trivy
+from onnx_serving.gate import evaluate, load_ignore_file
 
 from .conftest import REPO
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from onnx_serving import commands
 
 from .conftest import BAD_DOCKERFILE, REPO

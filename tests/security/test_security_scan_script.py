@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,17 @@ def test_bad_usage_is_exit_2(
     done = scan(tmp_path, *args, **env)
     assert done.returncode == 2
     assert message in done.stderr
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(2400)
+def test_image_and_sbom_commands(tmp_path: Path, built_image: Callable[[str], str]) -> None:
+    tag = built_image("optimized")
+    scanned = scan(tmp_path, "image", tag)
+    assert scanned.returncode == 0, scanned.stdout + scanned.stderr
+    assert "trivy gate PASS" in scanned.stdout
+    sbom = tmp_path / "optimized.cdx.json"
+    described = scan(tmp_path, "sbom", tag, str(sbom))
+    assert described.returncode == 0, described.stdout + described.stderr
+    assert '"bomFormat": "CycloneDX"' in sbom.read_text()
+    assert not list(tmp_path.glob("*.tar"))  # the saved tarballs are cleaned up

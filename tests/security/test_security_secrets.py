@@ -7,7 +7,8 @@ the Secret (how a secret reaches the engine's memory - never its cache, layers o
 and output of the run are captured and searched too.
 
 With Docker: credential files in a checkout (.env, .docker/config.json, .git-credentials)
-reach no layer, label, history entry or build log of the images, even `COPY . /app/`.
+reach no layer, label, history entry or build log of the images, even `COPY . /app/`; and
+the image built exactly as the publish plan asks (Dockerfile, build args) holds no password.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from dagger import dag
 
 from tests.images.image_files import scan_image
 from tests.pipeline.conftest import make_module
-from tests.pipeline.plan import Call, calls, fake_engine
+from tests.pipeline.plan import Call, FakeEngine, calls, fake_engine, only
+
+from .conftest import REPO
 
 # Unique, so a hit can only come from this secret.
 MARKER = "sec-marker-registry-password-7f3a91c0e2"
@@ -64,10 +67,8 @@ def test_leak_walker_finds_a_copied_password() -> None:
     assert list(leaks(calls(safe))) == []
 
 
-def test_publish_plan_and_logs_hold_no_plaintext(
-    caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
-) -> None:
-    caplog.set_level(logging.DEBUG)  # every logger, the SDK's included
+def record_publish() -> tuple[FakeEngine, str, dagger.Secret]:
+    """Run `publish v1.2.3` with MARKER as the password against the recording engine."""
     module = make_module()
     password = dag.set_secret("registry-password", MARKER)
     with fake_engine() as engine:
@@ -80,6 +81,14 @@ def test_publish_plan_and_logs_hold_no_plaintext(
                 password=password,
             )
         )
+    return engine, out, password
+
+
+def test_publish_plan_and_logs_hold_no_plaintext(
+    caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    caplog.set_level(logging.DEBUG)  # every logger, the SDK's included
+    engine, out, password = record_publish()
     publishes = engine.queries_named("publish")
     assert len(publishes) == 8  # 4 tags x 2 variants: the walk covers every push
     for query in engine.queries:
@@ -91,6 +100,44 @@ def test_publish_plan_and_logs_hold_no_plaintext(
     assert "plaintext" not in engine.leaf_names()  # the module never read the value back
     captured = capfd.readouterr()
     assert MARKER not in out + captured.out + captured.err + caplog.text
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(2400)
+def test_image_built_from_the_publish_plan_holds_no_password(
+    docker: Any, base_image: str, build_secret: Path
+) -> None:
+    """Build, with Docker, the linux/amd64 cpu image exactly as the recorded publish plan
+    asks the engine to (Dockerfile, build args, target), and search every layer, label and
+    history entry for the password."""
+    engine, _, _ = record_publish()
+    (first_push,) = engine.queries_named("publish")[:1]
+    variants = first_push[-1].args["platformVariants"]
+    builds = [only(calls(v), "dockerBuild").args for v in variants]
+    (amd64,) = [b for b in builds if b.get("platform") == "linux/amd64"]
+    args = [f"--build-arg={a['name']}={a['value']}" for a in amd64.get("buildArgs", [])]
+    if amd64.get("target"):
+        args += ["--target", amd64["target"]]
+    tag = "security-leakcheck:publish-plan"
+    try:
+        log = build(
+            docker,
+            REPO,
+            tag,
+            "--file",
+            str(REPO / amd64["dockerfile"]),
+            "--secret",
+            f"id=ca_bundle,src={build_secret}",
+            *args,
+        )
+        labels = docker.output("image", "inspect", "--format", "{{json .Config.Labels}}", tag)
+        findings, layers = scan_image(docker.binary, tag, NEEDLES, PLANTED_NAMES)
+    finally:
+        docker.run("rmi", "--force", tag, check=False)
+    assert '"org.opencontainers.image.version":"1.2.3"' in labels  # the plan's args were used
+    assert layers >= 3
+    assert findings == [], findings
+    assert MARKER not in log + labels
 
 
 # Where a registry password typically sits in a developer's checkout.

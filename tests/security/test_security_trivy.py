@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from onnx_serving import trivy
 from onnx_serving.gate import evaluate, load_ignore_file
 
