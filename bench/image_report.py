@@ -138,7 +138,9 @@ def parse_plain_progress(log: str) -> list[str]:
         if not match:
             continue
         step, text = match.groups()
-        if text.startswith("[") and "internal]" not in text and step not in names:
+        # FROM lines report DONE even when nothing changed (they only resolve the image).
+        is_step = text.startswith("[") and "internal]" not in text and "] FROM " not in text
+        if is_step and step not in names:
             names[step] = text
         elif text == "CACHED":
             cached.add(step)

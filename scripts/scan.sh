@@ -60,7 +60,8 @@ case ${1:-} in
         # sees it, without local caches, virtualenvs and downloads.
         tree="$out/repo"
         rm -rf "$tree" && mkdir -p "$tree"
-        git ls-files -z --cached --others --exclude-standard \
+        { if [[ -e .git ]]; then git ls-files -z --cached --others --exclude-standard
+          else find . -type f -not -path './.venv/*' -printf '%P\0'; fi; } \
             | tar --null --files-from=- --ignore-failed-read -cf - 2>/dev/null | tar -C "$tree" -xf -
         trivy_gated fs_scan_command "$tree" "$out/repo.trivy.json" ;;
     image)

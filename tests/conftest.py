@@ -11,71 +11,36 @@ REQUIRE_DOCKER=1 (CI sets it), so a broken CI machine cannot pass by skipping.
 Everything this creates is named `images-…`; containers are removed after each test.
 Images are built with BuildKit (Debian's /usr/bin/docker), the build args in BUILD_ARGS and
 the `ca_bundle` secret = this host's CA bundle plus LEAK_CANARY lines, so tests can prove the
-secret reached pip (the build downloads through the proxy) but no layer.
+secret reached pip (the build downloads through the proxy) but no layer. The helpers and
+constants live in tests/images/docker_support.py.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import os
-import shutil
-import ssl
 import subprocess
-import time
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-BASE_IMAGE = "python:3.11-slim-bookworm"
-IMAGE_REPOSITORY = "images-onnx-serving"  # local tags: images-onnx-serving:test-<variant>
-VARIANTS = ("basic", "optimized", "gpu", "dev")
-CONTAINER_PORT = 8000
-# Distinctive values, so the label test proves the args (not the defaults) reached the image.
-BUILD_ARGS = {
-    "VERSION": "0.0.0-test.1",
-    "REVISION": "0123456789abcdef0123456789abcdef01234567",
-    "CREATED": "2026-01-02T03:04:05Z",
-    "SOURCE_URL": "https://example.invalid/onnx-serving",
-}
-# Stable across sessions (cached layers from an earlier run are checked for it too), and
-# computed here rather than written out, so no file of the repo contains it literally.
-LEAK_CANARY = (
-    "onnx-serving-secret-canary-" + hashlib.sha256(b"images: never in a layer").hexdigest()[:32]
+from tests.images.docker_support import (
+    BASE_IMAGE,
+    BUILD_ARGS,
+    CONTAINER_PORT,
+    IMAGE_REPOSITORY,
+    LEAK_CANARY,
+    REPO,
+    VARIANTS,
+    Container,
+    Docker,
+    docker_binary,
+    docker_problem,
+    host_ca_bundle,
+    unique_name,
 )
-BUILD_TIMEOUT_S = {"gpu": 1800}  # 2.5 GB of CUDA wheels on a cold cache; others: 900
-HEALTHY_TIMEOUT_S = 180
 
-
-def _docker_binary() -> str | None:
-    # Debian's client has BuildKit built in; the newer /usr/local one lacks buildx.
-    if Path("/usr/bin/docker").exists():
-        return "/usr/bin/docker"
-    return shutil.which("docker")
-
-
-@functools.cache
-def docker_problem() -> str | None:
-    """Why the Docker engine cannot be used here, or None when it can."""
-    binary = _docker_binary()
-    if binary is None:
-        return "no docker client on this machine"
-    try:
-        info = subprocess.run(
-            [binary, "info", "--format", "{{.ServerVersion}}"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-    except subprocess.TimeoutExpired:
-        return "`docker info` timed out"
-    if info.returncode != 0:
-        return f"no Docker engine: {info.stderr.strip().splitlines()[-1:]}"
-    return None
+__all__ = ["BUILD_ARGS"]  # imported from here by tests/security (kept for them)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -89,108 +54,6 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     pytest.skip(problem)
 
 
-@dataclass(frozen=True)
-class Docker:
-    """The docker CLI with BuildKit on; every call is bounded by a timeout."""
-
-    binary: str
-    env: dict[str, str] = field(repr=False)
-
-    def run(
-        self, *args: str, timeout: float = 120, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [self.binary, *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=self.env,
-            cwd=REPO,
-        )
-        if check and result.returncode != 0:
-            pytest.fail(
-                f"docker {' '.join(args)} failed ({result.returncode}):\n"
-                f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}",
-                pytrace=False,
-            )
-        return result
-
-    def output(self, *args: str, timeout: float = 120) -> str:
-        return self.run(*args, timeout=timeout).stdout.strip()
-
-    def build(self, variant: str, tag: str, secret_file: Path) -> None:
-        args = [f"--build-arg={k}={v}" for k, v in BUILD_ARGS.items()]
-        self.run(
-            "build",
-            "--progress=plain",
-            "--file",
-            f"dockerfiles/Dockerfile.{variant}",
-            "--tag",
-            tag,
-            "--secret",
-            f"id=ca_bundle,src={secret_file}",
-            *args,
-            ".",
-            timeout=BUILD_TIMEOUT_S.get(variant, 900),
-        )
-
-
-@dataclass
-class Container:
-    """A running container with port 8000 published on a free 127.0.0.1 port."""
-
-    docker: Docker
-    name: str
-    url: str  # host:port, what tritonclient and the smoke client take
-
-    def health(self) -> str:
-        return self.docker.output("inspect", "--format", "{{.State.Health.Status}}", self.name)
-
-    def logs(self) -> str:
-        result = self.docker.run("logs", self.name, check=False)
-        return result.stdout + result.stderr
-
-    def wait_healthy(self, timeout_s: float = HEALTHY_TIMEOUT_S) -> None:
-        """Bounded wait for Docker's HEALTHCHECK verdict `healthy`; fail with the logs."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            state = self.docker.output(
-                "inspect", "--format", "{{.State.Status}} {{.State.Health.Status}}", self.name
-            )
-            if state == "running healthy":
-                return
-            if not state.startswith("running") or state.endswith("unhealthy"):
-                break
-            time.sleep(0.5)
-        pytest.fail(f"container {self.name} not healthy ({state}):\n{self.logs()[-4000:]}")
-
-    def exec(self, *command: str) -> str:
-        return self.docker.output("exec", self.name, *command)
-
-    def stop(self, grace_s: int = 30) -> int:
-        """SIGTERM, wait up to grace_s, then return the exit code."""
-        self.docker.run("stop", "--time", str(grace_s), self.name, timeout=grace_s + 60)
-        return int(self.docker.output("inspect", "--format", "{{.State.ExitCode}}", self.name))
-
-
-def unique_name(prefix: str = "images-test") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-def host_ca_bundle() -> Path:
-    """The PEM bundle pip in the build should trust: the host's (it knows the proxy CA)."""
-    candidates = [
-        os.environ.get("CA_BUNDLE"),
-        os.environ.get("SSL_CERT_FILE"),
-        "/etc/ssl/certs/ca-certificates.crt",
-        ssl.get_default_verify_paths().cafile,
-    ]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
-    pytest.fail(f"no CA bundle found (tried {candidates}); set CA_BUNDLE")
-
-
 @pytest.fixture(scope="session")
 def docker() -> Docker:
     problem = docker_problem()
@@ -198,7 +61,7 @@ def docker() -> Docker:
         if os.environ.get("REQUIRE_DOCKER") == "1":
             pytest.fail(f"REQUIRE_DOCKER=1 but {problem}", pytrace=False)
         pytest.skip(problem)
-    binary = _docker_binary()
+    binary = docker_binary()
     assert binary is not None
     return Docker(binary, {**os.environ, "DOCKER_BUILDKIT": "1", "DOCKER": binary})
 

@@ -8,8 +8,8 @@ import sys
 import urllib.request
 from typing import Any
 
-from conftest import REPO
 from onnx_serving.commands import smoke_command
+from tests.images.docker_support import REPO
 
 
 def run_smoke(url: str, model: str = "mlp", *extra: str) -> subprocess.CompletedProcess[str]:

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import REPO, Docker, host_ca_bundle
 
-from .serving import run_smoke
+from tests.images.docker_support import REPO, Docker, host_ca_bundle
+from tests.images.serving import run_smoke
 
 pytestmark = pytest.mark.docker
 

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import REPO, Container
 
-from .serving import run_smoke
+from tests.images.docker_support import REPO, Container
+from tests.images.serving import run_smoke
 
 pytestmark = pytest.mark.docker
 

@@ -9,11 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import BASE_IMAGE, BUILD_ARGS, LEAK_CANARY, REPO, VARIANTS, Docker
 
 from bench.image_report import SIZE_BUDGET, measure_sizes, size_table
-
-from .image_files import scan_image
+from tests.images.docker_support import BASE_IMAGE, BUILD_ARGS, LEAK_CANARY, REPO, VARIANTS, Docker
+from tests.images.image_files import scan_image
 
 pytestmark = pytest.mark.docker
 

@@ -9,9 +9,9 @@ import urllib.error
 from collections.abc import Callable
 
 import pytest
-from conftest import REPO, VARIANTS, Container
 
-from .serving import model_metadata, run_smoke
+from tests.images.docker_support import REPO, VARIANTS, Container
+from tests.images.serving import model_metadata, run_smoke
 
 pytestmark = pytest.mark.docker
 

@@ -8,9 +8,9 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
-from conftest import Container, Docker
 
-from .serving import run_smoke
+from tests.images.docker_support import Container, Docker
+from tests.images.serving import run_smoke
 
 pytestmark = pytest.mark.docker
 

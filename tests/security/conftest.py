@@ -62,10 +62,12 @@ def repo_root() -> Path:
     return REPO
 
 
-@pytest.fixture(scope="session")
-def repo_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of what git would commit (tracked + untracked, not ignored): the repo as a
-    fresh clone and the Dagger module's source see it, without local caches and downloads."""
+def committable_files() -> list[str]:
+    """Repo-relative paths git would commit. Outside a git checkout (the Dagger `test`
+    container gets the source without .git, already filtered by the module's Ignore list)
+    every file counts."""
+    if not (REPO / ".git").exists():
+        return [str(path.relative_to(REPO)) for path in REPO.rglob("*") if path.is_file()]
     listed = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=REPO,
@@ -73,8 +75,15 @@ def repo_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=True,
         timeout=60,
     ).stdout.decode()
+    return list(filter(None, listed.split("\0")))
+
+
+@pytest.fixture(scope="session")
+def repo_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of what git would commit (tracked + untracked, not ignored): the repo as a
+    fresh clone and the Dagger module's source see it, without local caches and downloads."""
     tree = tmp_path_factory.mktemp("repo")
-    for relative in filter(None, listed.split("\0")):
+    for relative in committable_files():
         source = REPO / relative
         if source.is_file():  # skips files deleted but still tracked
             (tree / relative).parent.mkdir(parents=True, exist_ok=True)

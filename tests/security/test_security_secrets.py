@@ -23,9 +23,9 @@ from typing import Any
 
 import dagger
 import pytest
-from conftest import BUILD_ARGS
 from dagger import dag
 
+from tests.conftest import BUILD_ARGS
 from tests.images.image_files import scan_image
 from tests.pipeline.conftest import make_module
 from tests.pipeline.plan import Call, FakeEngine, calls, fake_engine, only
