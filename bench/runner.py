@@ -39,7 +39,7 @@ def log(message: str) -> None:
 def run(options: RunOptions) -> RunResults:
     loadgen.require_wrk()
     spec = workload.read_model_spec(options.model)
-    settings = {**asdict(options), "model": str(options.model), "logs": str(options.logs)}
+    settings = {**asdict(options), "model": _shown(options.model), "logs": _shown(options.logs)}
     settings["servers"] = [server.name for server in options.servers]
     results = RunResults(settings=settings, environment=environment.describe())
     rows = {batch: workload.make_rows(spec, batch) for batch in options.batches}
@@ -71,6 +71,15 @@ def run(options: RunOptions) -> RunResults:
                     )
     results.cells = median_cells(results.all_cells)
     return results
+
+
+def _shown(path: Path) -> str:
+    """Paths inside the repository are recorded relative to it (results get committed)."""
+    return (
+        str(path.relative_to(workload.REPO_ROOT))
+        if path.is_relative_to(workload.REPO_ROOT)
+        else str(path)
+    )
 
 
 def median_cells(cells: Sequence[Cell]) -> list[Cell]:

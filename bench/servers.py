@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench import formats, processes, workload
@@ -78,9 +78,17 @@ def _naive(repository: Path, _work: Path, port: int) -> Launch:
     return Launch(command, {"MODEL_PATH": str(model)})
 
 
-def _mlserver(repository: Path, work: Path, port: int) -> Launch:
+def _mlserver(batching: dict[str, float]) -> Callable[[Path, Path, int], Launch]:
+    def launch(repository: Path, work: Path, port: int) -> Launch:
+        return _mlserver_launch(repository, work / f"mlserver-{port}", port, batching)
+
+    return launch
+
+
+def _mlserver_launch(
+    repository: Path, folder: Path, port: int, batching: dict[str, float]
+) -> Launch:
     """A settings folder for `mlserver start`: our ORT runtime class, one process, no extras."""
-    folder = work / "mlserver"
     model_folder = folder / workload.MODEL_NAME
     model_folder.mkdir(parents=True, exist_ok=True)
     settings = {
@@ -97,6 +105,7 @@ def _mlserver(repository: Path, work: Path, port: int) -> Launch:
         "name": workload.MODEL_NAME,
         "implementation": "bench.mlserver_runtime.OnnxRuntimeModel",
         "parameters": {"uri": str(repository / workload.MODEL_NAME / "1" / "model.onnx")},
+        **batching,
     }
     (folder / "settings.json").write_text(json.dumps(settings))
     (model_folder / "model-settings.json").write_text(json.dumps(model_settings))
@@ -133,8 +142,14 @@ MLSERVER = ServerSpec(
     "mlserver",
     (formats.OIP_JSON,),
     f"/v2/models/{workload.MODEL_NAME}/ready",
-    _mlserver,
+    _mlserver({}),
     _missing_peer("mlserver"),
+)
+# MLServer's adaptive batching, set like ours (max_batch_time is in seconds).
+MLSERVER_BATCHING = replace(
+    MLSERVER,
+    name="mlserver-batching",
+    launch=_mlserver({"max_batch_size": 128, "max_batch_time": 0.002}),
 )
 LITSERVE = ServerSpec(
     "litserve", (formats.PLAIN_JSON,), "/health", _litserve, _missing_peer("litserve")
@@ -142,4 +157,4 @@ LITSERVE = ServerSpec(
 # Not a contender: the load generator's ceiling against an endpoint that does no work.
 TRIVIAL = ServerSpec("trivial-responder", (), "/v2/health/live", _trivial)
 
-ALL_SERVERS = (OURS, OURS_BATCHING, NAIVE, MLSERVER, LITSERVE)
+ALL_SERVERS = (OURS, OURS_BATCHING, NAIVE, MLSERVER, MLSERVER_BATCHING, LITSERVE)

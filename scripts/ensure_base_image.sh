@@ -31,21 +31,32 @@ for tool in debootstrap tar; do
 done
 [[ $(id -u) == 0 ]] || { echo "ensure_base_image: building the stand-in needs root (debootstrap)" >&2; exit 1; }
 
-# First Debian (not security) mirror URI in the host's apt sources: deb822 files first, then
-# the one-line format.
+# The Debian mirror of the host's apt sources (deb822 files, then the one-line format): an
+# entry for bookworm if there is one, else any non-security entry (a mirror carries every
+# release). Override with DEBIAN_MIRROR=<url> (e.g. on a non-Debian host).
 debian_mirror() {
-    local f uri
-    for f in /etc/apt/sources.list.d/*.sources; do
-        [[ -f $f ]] || continue
-        uri=$(awk '
-            /^[[:space:]]*$/ { if (u != "" && s ~ /(^| )bookworm( |$)/) { print u; exit } u=""; s=""; next }
-            /^URIs:/ { u=$2 } /^Suites:/ { $1=""; s=$0 " " }
-            END { if (u != "" && s ~ /(^| )bookworm( |$)/) print u }' "$f" | head -1)
-        [[ -n $uri ]] && { echo "$uri"; return; }
+    local want f uri
+    for want in '(^| )bookworm( |$)' '.'; do
+        for f in /etc/apt/sources.list.d/*.sources; do
+            [[ -f $f ]] || continue
+            uri=$(awk -v want="$want" '
+                function emit() { if (u != "" && s ~ want && s !~ /security/) { print u; exit } }
+                /^[[:space:]]*$/ { emit(); u = ""; s = ""; next }
+                /^URIs:/ { u = $2 }
+                /^Suites:/ { $1 = ""; s = $0 " " }
+                END { emit() }' "$f" | head -1)
+            [[ -n $uri ]] && { echo "$uri"; return; }
+        done
     done
     for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
         [[ -f $f ]] || continue
-        uri=$(awk '$1 == "deb" && $0 !~ /security/ { for (i = 2; i <= NF; i++) if ($i !~ /^\[/ && $i !~ /\]$/) { print $i; exit } }' "$f")
+        uri=$(awk '$1 == "deb" && $0 !~ /security/ {
+                in_options = 0   # skip a [key=value ...] block, which may hold spaces
+                for (i = 2; i <= NF; i++) {
+                    if (!in_options && $i ~ /^\[/) in_options = 1
+                    if (in_options) { if ($i ~ /\]$/) in_options = 0; continue }
+                    print $i; exit
+                } }' "$f")
         [[ -n $uri ]] && { echo "$uri"; return; }
     done
 }

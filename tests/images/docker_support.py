@@ -55,15 +55,16 @@ def docker_problem() -> str | None:
         return "no docker client on this machine"
     try:
         info = subprocess.run(
-            [binary, "info", "--format", "{{.ServerVersion}}"],
+            [binary, "version", "--format", "{{.Server.Version}}"],
             capture_output=True,
             text=True,
             timeout=30,
         )
     except subprocess.TimeoutExpired:
-        return "`docker info` timed out"
+        return "`docker version` timed out"
     if info.returncode != 0:
-        return f"no Docker engine: {info.stderr.strip().splitlines()[-1:]}"
+        reason = (info.stderr.strip().splitlines() or ["no answer"])[-1]
+        return f"no Docker engine: {reason}"
     return None
 
 
