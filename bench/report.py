@@ -72,7 +72,13 @@ def render(results: RunResults, command: str, heading_level: int = 1) -> str:
         lines += _ratio_matrix(results, batch)
     lines += _problems(results, h2)
     if results.image_report:
-        lines += ["", f"{h2} Images", "", results.image_report.strip()]
+        # The image report's own headings start at "###": keep them under ours.
+        shift = "#" * (heading_level - 1)
+        table = [
+            shift + line if line.startswith("#") else line
+            for line in results.image_report.strip().splitlines()
+        ]
+        lines += ["", f"{h2} Images", "", *table]
     return "\n".join(lines) + "\n"
 
 
