@@ -30,14 +30,9 @@ def free_port() -> int:
         return port
 
 
-def session_cpu_seconds(session_id: int) -> float:
-    """CPU time (user + system) used so far by every live process of a session.
-
-    Servers are started in their own session, so this covers the workers peers fork. Under
-    background load, wall-clock rates drop but work per CPU-second stays put: the report
-    shows both.
-    """
-    ticks = 0
+def _session_stats(session_id: int) -> dict[int, list[str]]:
+    """/proc/PID/stat fields (from field 3 on) of every live process in a session."""
+    found = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             # The command name (field 2) may hold spaces: split after its closing ')'.
@@ -45,8 +40,30 @@ def session_cpu_seconds(session_id: int) -> float:
         except (OSError, IndexError):
             continue  # the process ended while we looked
         if int(fields[3]) == session_id:  # field 6 (session id); fields[0] is field 3
-            ticks += int(fields[11]) + int(fields[12])  # fields 14, 15: utime, stime
+            found[int(stat.parent.name)] = fields
+    return found
+
+
+def session_cpu_seconds(session_id: int) -> float:
+    """CPU time (user + system) used so far by every live process of a session.
+
+    Servers are started in their own session, so this covers the workers peers fork. Under
+    background load, wall-clock rates drop but work per CPU-second stays put: the report
+    shows both.
+    """
+    stats = _session_stats(session_id).values()
+    ticks = sum(int(fields[11]) + int(fields[12]) for fields in stats)  # utime + stime
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def pin_session(session_id: int, cpu: str) -> None:
+    """Pin every thread of every process in the session to `cpu`.
+
+    `taskset` at launch is not enough: ONNX Runtime's default intra-op pool (the naive app's
+    default session) pins its own threads to the other cores, escaping the budget.
+    """
+    for pid in _session_stats(session_id):
+        subprocess.run(["taskset", "-a", "-c", "-p", cpu, str(pid)], capture_output=True)
 
 
 def pinned(cpu: str, command: Sequence[str]) -> list[str]:
@@ -89,6 +106,7 @@ def running_server(
         )
         try:
             _wait_ready(name, process, ready_url, log_path)
+            pin_session(process.pid, SERVER_CPU)
             yield process.pid  # start_new_session: the session id is the leader's pid
         finally:
             _stop(process)

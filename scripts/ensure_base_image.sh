@@ -33,11 +33,13 @@ done
 
 # The Debian mirror of the host's apt sources (deb822 files, then the one-line format): an
 # entry for bookworm if there is one, else any non-security entry (a mirror carries every
-# release). Override with DEBIAN_MIRROR=<url> (e.g. on a non-Debian host).
+# release). Override with DEBIAN_MIRROR=<url> (e.g. on a non-Debian host); APT_SOURCES_DIR
+# (default /etc/apt) is where the sources are read from. Prints nothing when none is found.
+apt_dir=${APT_SOURCES_DIR:-/etc/apt}
 debian_mirror() {
     local want f uri
     for want in '(^| )bookworm( |$)' '.'; do
-        for f in /etc/apt/sources.list.d/*.sources; do
+        for f in "$apt_dir"/sources.list.d/*.sources; do
             [[ -f $f ]] || continue
             uri=$(awk -v want="$want" '
                 function emit() { if (u != "" && s ~ want && s !~ /security/) { print u; exit } }
@@ -48,7 +50,7 @@ debian_mirror() {
             [[ -n $uri ]] && { echo "$uri"; return; }
         done
     done
-    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    for f in "$apt_dir"/sources.list "$apt_dir"/sources.list.d/*.list; do
         [[ -f $f ]] || continue
         uri=$(awk '$1 == "deb" && $0 !~ /security/ {
                 in_options = 0   # skip a [key=value ...] block, which may hold spaces
@@ -59,9 +61,11 @@ debian_mirror() {
                 } }' "$f")
         [[ -n $uri ]] && { echo "$uri"; return; }
     done
+    return 0  # not found is no error here: the caller says so (a non-zero status under set -e
+              # would end the script silently at the assignment below)
 }
 mirror=${DEBIAN_MIRROR:-$(debian_mirror)}
-[[ -n $mirror ]] || { echo "ensure_base_image: no Debian mirror found in /etc/apt/sources*; set DEBIAN_MIRROR" >&2; exit 1; }
+[[ -n $mirror ]] || { echo "ensure_base_image: no Debian mirror found in $apt_dir/sources.list*; set DEBIAN_MIRROR=<url>" >&2; exit 1; }
 
 root=$(mktemp -d /tmp/ensure-base-image.XXXXXX)
 trap 'rm -rf "$root"' EXIT

@@ -34,12 +34,22 @@ E = os.environ
 print('\n'.join($1))"
 }
 
+# Set the caller's array `args` to cmdline's command line for EXPR; exit 2 when the helper
+# fails or prints nothing (an empty `args` would run nothing and report success).
+command_args() {  # EXPR
+    local text
+    text=$(cmdline "$1") || { echo "scan: could not build the command line: $1" >&2; exit 2; }
+    [[ -n $text ]] || { echo "scan: could not build the command line (empty): $1" >&2; exit 2; }
+    mapfile -t args <<<"$text"
+}
+
 # Run a Trivy JSON scan of TARGET into REPORT, then the gate on the report.
 trivy_gated() {  # FUNC TARGET REPORT
     local args=() gate=(--severity "${SEVERITY:-HIGH,CRITICAL}" --ignorefile .trivyignore.yaml)
-    mapfile -t args < <(TARGET=$2 REPORT=$3 TRIVY="$venv/bin/trivy" CACHE=$cache \
-        SCANNERS=${SCANNERS:-misconfig,secret,license} cmdline \
-        "trivy.$1(E['TARGET'], E['REPORT'], scanners=E['SCANNERS'].split(','), trivy=E['TRIVY'], cache_dir=E['CACHE'])")
+    rm -f "$3"  # the gate must never judge a report of an earlier run
+    TARGET=$2 REPORT=$3 TRIVY="$venv/bin/trivy" CACHE=$cache \
+        SCANNERS=${SCANNERS:-misconfig,secret,license} command_args \
+        "trivy.$1(E['TARGET'], E['REPORT'], scanners=E['SCANNERS'].split(','), trivy=E['TRIVY'], cache_dir=E['CACHE'])"
     "${args[@]}"
     [[ ${IGNORE_UNFIXED:-0} == 1 ]] && gate+=(--ignore-unfixed)
     "$py" -m onnx_serving.gate "$3" "${gate[@]}"
@@ -74,17 +84,18 @@ case ${1:-} in
         tarball=$(save_image "$2")
         trap 'rm -f "$tarball"' EXIT
         sbom=${3:-${tarball%.tar}.cdx.json}
-        mapfile -t args < <(TARBALL=$tarball SBOM=$sbom TRIVY="$venv/bin/trivy" CACHE=$cache \
-            cmdline "trivy.sbom_command(E['TARBALL'], E['SBOM'], trivy=E['TRIVY'], cache_dir=E['CACHE'])")
+        rm -f "$sbom"
+        TARBALL=$tarball SBOM=$sbom TRIVY="$venv/bin/trivy" CACHE=$cache \
+            command_args "trivy.sbom_command(E['TARBALL'], E['SBOM'], trivy=E['TRIVY'], cache_dir=E['CACHE'])"
         "${args[@]}"
+        [[ -s $sbom ]] || { echo "scan: trivy wrote no SBOM to $sbom" >&2; exit 2; }
         echo "scan: CycloneDX SBOM of $2 written to $sbom" ;;
     dockerfiles)
-        mapfile -t args < <(HADOLINT="$venv/bin/hadolint" cmdline \
-            "commands.hadolint_command(sorted(__import__('glob').glob('dockerfiles/Dockerfile*')), hadolint=E['HADOLINT'])")
+        HADOLINT="$venv/bin/hadolint" command_args \
+            "commands.hadolint_command(sorted(__import__('glob').glob('dockerfiles/Dockerfile*')), hadolint=E['HADOLINT'])"
         "${args[@]}" && echo "scan: hadolint clean on ${args[*]: -4}" ;;
     workflows)
-        mapfile -t args < <(ZIZMOR="$venv/bin/zizmor" cmdline \
-            "commands.zizmor_command('.github', zizmor=E['ZIZMOR'])")
+        ZIZMOR="$venv/bin/zizmor" command_args "commands.zizmor_command('.github', zizmor=E['ZIZMOR'])"
         "${args[@]}" ;;
     *)
         usage ;;

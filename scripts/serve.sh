@@ -13,7 +13,8 @@ name=${NAME:-onnx-serving}
 port=${PORT:-8000}
 base=${BASE_IMAGE:-python:3.11-slim-bookworm}
 ca_bundle=${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
-docker_bin=$( [[ -x /usr/bin/docker ]] && echo /usr/bin/docker || command -v docker ) ||
+# DOCKER overrides the client; by default Debian's /usr/bin/docker (BuildKit), else PATH's.
+docker_bin=${DOCKER:-$( [[ -x /usr/bin/docker ]] && echo /usr/bin/docker || command -v docker )} ||
     { echo "serve: no docker client found" >&2; exit 1; }
 export DOCKER="$docker_bin" DOCKER_BUILDKIT=1
 
@@ -42,8 +43,11 @@ echo "serve: building $image (dockerfiles/Dockerfile.optimized)"
     { tail -30 /tmp/onnx-serving-build.log >&2; echo "serve: build failed (full log: /tmp/onnx-serving-build.log)" >&2; exit 1; }
 
 echo "serve: starting $name on 127.0.0.1:$port"
+# --stop-timeout 30: `docker stop` waits the 30 s graceful shutdown the server allows
+# in-flight requests (service/server.py) before SIGKILL, not Docker's default 10 s.
 "$docker_bin" run --detach --name "$name" --read-only --cap-drop ALL \
-    --security-opt no-new-privileges --publish "127.0.0.1:$port:8000" "$image" >/dev/null
+    --security-opt no-new-privileges --stop-timeout 30 \
+    --publish "127.0.0.1:$port:8000" "$image" >/dev/null
 
 status=starting
 for _ in $(seq 240); do  # up to 120 s

@@ -5,6 +5,8 @@ concatenates compatible ones along the first dimension into one session run of a
 MAX_BATCH_SIZE rows, waiting at most MAX_BATCH_DELAY_MS for company, and splits the outputs
 back by each request's row count. It only forms a batch while an inference worker is free,
 so under load requests accumulate into larger batches instead of queueing behind small ones.
+A request of more than MAX_BATCH_SIZE rows is refused (400), as Triton does; when a merged
+run fails, each of its requests runs alone so that one bad request fails only itself.
 """
 
 from __future__ import annotations
@@ -30,10 +32,13 @@ class Runner(Protocol):
     async def stop(self) -> None: ...
 
 
+def _rows(array: np.ndarray) -> int:
+    return int(array.shape[0]) if array.ndim else 1
+
+
 def rows_of(feeds: Arrays) -> int:
     """The batch size of a request: its inputs' common first dimension."""
-    first = next(iter(feeds.values()))
-    return int(first.shape[0]) if first.ndim else 1
+    return _rows(next(iter(feeds.values())))
 
 
 class DirectRunner:
@@ -92,12 +97,23 @@ class DynamicBatcher:
         self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch())
 
     async def infer(self, feeds: Arrays, output_names: Sequence[str]) -> Arrays:
+        self._check_rows(feeds)
         loop = asyncio.get_running_loop()
         item = _Pending(feeds, rows_of(feeds), _merge_key(feeds), loop.time(), loop.create_future())
         self._pending.append(item)
         self._arrived.set()
         results = await item.future
         return {name: results[name] for name in output_names}
+
+    def _check_rows(self, feeds: Arrays) -> None:
+        """Like Triton, refuse a request larger than the max_batch_size that /config shows."""
+        for name, array in feeds.items():
+            if (rows := _rows(array)) > self._max_rows:
+                raise ApiError(
+                    400,
+                    f"input '{name}' has a batch of {rows} rows, more than "
+                    f"MAX_BATCH_SIZE={self._max_rows} for model '{self._model.name}'",
+                )
 
     async def stop(self) -> None:
         self._dispatcher.cancel()
@@ -159,23 +175,44 @@ class DynamicBatcher:
 
     async def _execute(self, batch: list[_Pending]) -> None:
         try:
-            feeds = (
-                batch[0].feeds
-                if len(batch) == 1
-                else {
-                    name: np.concatenate([item.feeds[name] for item in batch])
-                    for name in batch[0].feeds
-                }
-            )
-            results = await self._executor.run(self._model, feeds, self._output_names)
-            self._metrics.observe_batch(self._model.name, sum(i.rows for i in batch), len(batch))
-            self._deliver(batch, dict(zip(self._output_names, results, strict=True)))
+            await self._run(batch)
         except Exception as exc:
-            for item in batch:
-                if not item.future.done():
-                    item.future.set_exception(exc)
+            if len(batch) == 1:
+                self._fail(batch[0], exc)
+            else:
+                # One request's values (e.g. an out-of-range index) can fail the merged run:
+                # run each alone so that only the bad one gets the error.
+                for item in batch:
+                    await self._run_alone(item)
         finally:
             self._free_workers.release()
+
+    async def _run_alone(self, item: _Pending) -> None:
+        if item.future.done():  # the client has gone away
+            return
+        try:
+            await self._run([item])
+        except Exception as exc:
+            self._fail(item, exc)
+
+    async def _run(self, batch: list[_Pending]) -> None:
+        """One session run for ``batch``, delivering each request its share of the outputs."""
+        feeds = (
+            batch[0].feeds
+            if len(batch) == 1
+            else {
+                name: np.concatenate([item.feeds[name] for item in batch])
+                for name in batch[0].feeds
+            }
+        )
+        results = await self._executor.run(self._model, feeds, self._output_names)
+        self._metrics.observe_batch(self._model.name, sum(i.rows for i in batch), len(batch))
+        self._deliver(batch, dict(zip(self._output_names, results, strict=True)))
+
+    @staticmethod
+    def _fail(item: _Pending, exc: Exception) -> None:
+        if not item.future.done():
+            item.future.set_exception(exc)
 
     def _deliver(self, batch: list[_Pending], results: Arrays) -> None:
         total = sum(item.rows for item in batch)

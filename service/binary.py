@@ -47,7 +47,18 @@ def decode_tensor(raw: memoryview, datatype: str, shape: list[int], name: str) -
             f"input '{name}': binary_data_size {len(raw)} does not match shape {shape} "
             f"of {datatype} ({expected} bytes)"
         )
+    if datatype == "BOOL":
+        _check_bool_bytes(np.frombuffer(raw, dtype=np.uint8), name)
     return np.frombuffer(raw, dtype=dtype).reshape(shape)
+
+
+def _check_bool_bytes(raw: np.ndarray, name: str) -> None:
+    """numpy would read any nonzero byte as true yet pass the byte on: only 0 and 1 are valid."""
+    bad = raw[raw > 1]
+    if bad.size:
+        raise bad_request(
+            f"input '{name}': BOOL binary data holds byte {int(bad[0])}; only 0 and 1 are valid"
+        )
 
 
 def _decode_bytes_elements(raw: memoryview, count: int, name: str) -> np.ndarray:

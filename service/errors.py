@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 class ApiError(Exception):
-    """A client-visible failure with its HTTP status (Triton's mapping: 400, 404, 413, 503)."""
+    """A client-visible failure with its HTTP status (Triton's mapping: 400, 404, 408, 413, 503)."""
 
     def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)

@@ -90,6 +90,7 @@ INFER_OPERATION: dict[str, object] = {
         },
         "400": {"description": "Bad request", **_ERROR},
         "404": {"description": "Unknown model or version", **_ERROR},
+        "408": {"description": "Body not received within BODY_TIMEOUT_S", **_ERROR},
         "413": {"description": "Body larger than MAX_BODY_BYTES", **_ERROR},
         "503": {"description": "Overloaded: MAX_INFLIGHT reached", **_ERROR},
     },

@@ -181,6 +181,8 @@ def json_data_to_array(data: object, datatype: str, shape: list[int], name: str)
         raise bad_request(
             f"input '{name}': 'data' holds {array.dtype} values, not valid {datatype} values"
         )
+    if count and datatype != "BOOL" and _holds_bools(data, array):
+        raise bad_request(f"input '{name}': 'data' holds true/false, not valid {datatype} values")
     if count and dtype.kind in "iu":
         limits = np.iinfo(dtype)
         low, high = array.min(), array.max()
@@ -190,6 +192,14 @@ def json_data_to_array(data: object, datatype: str, shape: list[int], name: str)
                 f"is out of range for {datatype}"
             )
     return array.astype(dtype, copy=False).reshape(shape)
+
+
+def _holds_bools(data: list[Any], array: np.ndarray) -> bool:
+    """numpy turns true/false mixed with numbers into 1/0: look for them, but only when the
+    array has a 0 or 1 at all, which keeps typical float data on the vectorised path."""
+    if not np.count_nonzero((array == 0) | (array == 1)):
+        return False
+    return bool in set(map(type, np.array(data, dtype=object).reshape(-1)))
 
 
 def _exact_integers(data: list[Any], dtype: np.dtype[Any], datatype: str, name: str) -> np.ndarray:

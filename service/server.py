@@ -1,4 +1,4 @@
-"""Load the models, then serve them with uvicorn until SIGTERM."""
+"""Load the models, then serve them with uvicorn until SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
@@ -36,7 +36,8 @@ def build_state(settings: Settings) -> ServerState:
 
 
 def _ignore_signal(signum: int, frame: FrameType | None) -> None:
-    """uvicorn re-raises the signal it shut down for; the default action would exit 143."""
+    """uvicorn re-raises the signal it shut down for once it has stopped gracefully; the
+    default actions would exit 143 (SIGTERM) or raise KeyboardInterrupt (SIGINT)."""
 
 
 def serve(settings: Settings) -> int:
@@ -58,6 +59,8 @@ def serve(settings: Settings) -> int:
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
     server = uvicorn.Server(config)
-    signal.signal(signal.SIGTERM, _ignore_signal)
+    # Set only now: Ctrl-C while models load should still stop at once.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _ignore_signal)
     server.run()
     return 0 if server.started else 1

@@ -50,6 +50,7 @@ class Settings:
     max_batch_size: int = 0  # 0 or 1: dynamic batching off
     max_batch_delay_ms: float = 2.0
     max_body_bytes: int = 64 * 1024 * 1024
+    body_timeout_s: float = 30.0
     max_inflight: int = 128
     log_level: str = "info"
     log_format: str = "text"
@@ -151,6 +152,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             env, "MAX_BATCH_DELAY_MS", Settings.max_batch_delay_ms, _float_in(0.0, 60_000.0)
         ),
         max_body_bytes=_parse(env, "MAX_BODY_BYTES", Settings.max_body_bytes, _int_in(1024, 2**40)),
+        body_timeout_s=_parse(
+            env, "BODY_TIMEOUT_S", Settings.body_timeout_s, _float_in(0.001, 3600.0)
+        ),
         max_inflight=_parse(env, "MAX_INFLIGHT", Settings.max_inflight, _int_in(1, 1_000_000)),
         log_level=_parse(env, "LOG_LEVEL", Settings.log_level, _choice(LOG_LEVELS)),
         log_format=_parse(env, "LOG_FORMAT", Settings.log_format, _choice(LOG_FORMATS)),

@@ -52,7 +52,10 @@ def test_cuda_provider_in_use_and_answers_match_cpu(tmp_path: Path) -> None:
 
         smoke = subprocess.run(
             smoke_command(server.url, python=sys.executable),
-            cwd=REPO, capture_output=True, text=True, check=False,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         assert smoke.returncode == 0, smoke.stdout + smoke.stderr
 

@@ -114,8 +114,20 @@ def test_compose_up_wait_infer_down(
     smoke = run_smoke(url)
     assert smoke.returncode == 0, smoke.stdout + smoke.stderr
 
+    # No volume over /models: the model baked into the image serves (a named volume would be
+    # seeded only once and keep serving an old model after a rebuild).
     volumes = compose("volumes", "--format", "{{.Name}}")
-    assert f"{PROJECT}_models" in volumes.stdout, volumes.stdout + volumes.stderr
+    assert volumes.returncode == 0 and volumes.stdout.strip() == "", volumes.stdout + volumes.stderr
+    container = compose("ps", "--quiet", "cpu").stdout.strip()
+    mounts = subprocess.run(
+        [compose.env["DOCKER"], "inspect", "--format", "{{json .Mounts}}", container],
+        env=compose.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert mounts.returncode == 0, mounts.stderr
+    assert [m["Destination"] for m in json.loads(mounts.stdout)] == [], mounts.stdout
 
     down = compose("down", "--volumes")
     assert down.returncode == 0, down.stderr
@@ -133,3 +145,7 @@ def test_compose_profiles_define_gpu_and_dev(
     assert any(v["target"] == "/app/service" for v in services["dev"]["volumes"])
     for service in services.values():
         assert all(p["host_ip"] == "127.0.0.1" for p in service["ports"])
+
+    default = json.loads(compose("config", "--format", "json").stdout)
+    assert "volumes" not in default["services"]["cpu"], default["services"]["cpu"]["volumes"]
+    assert not default.get("volumes"), default["volumes"]  # no named volume to go stale

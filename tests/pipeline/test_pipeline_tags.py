@@ -52,6 +52,9 @@ INVALID = [
     "v1.2.3-rc..1",
     "v1.2.3+build.5",
     "v1.2.3 ",
+    "v1.2.3\n",  # `$` alone would accept a trailing newline
+    "v1.2.3-rc.1\n",
+    "v1\u0661.2.3",  # ARABIC-INDIC DIGIT ONE: \d matches it, an image tag cannot hold it
     "release-1.2.3",
     "v1.2.3/evil",
     "v1.2.3-" + "a" * 130,

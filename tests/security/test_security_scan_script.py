@@ -73,3 +73,63 @@ def test_image_and_sbom_commands(tmp_path: Path, built_image: Callable[[str], st
     assert described.returncode == 0, described.stdout + described.stderr
     assert '"bomFormat": "CycloneDX"' in sbom.read_text()
     assert not list(tmp_path.glob("*.tar"))  # the saved tarballs are cleaned up
+
+
+def broken_helper_venv(tmp_path: Path) -> Path:
+    """A venv whose python fails `python -c` (the script's command-line helper) and runs
+    everything else (the gate) with this interpreter; the scanners are this venv's."""
+    venv = tmp_path / "broken-venv"
+    (venv / "bin").mkdir(parents=True)
+    python = venv / "bin/python"
+    python.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = -c ]; then echo "helper: simulated failure" >&2; exit 3; fi\n'
+        f'exec {sys.executable} "$@"\n'
+    )
+    python.chmod(0o755)
+    for tool in ("trivy", "hadolint", "zizmor"):
+        (venv / "bin" / tool).symlink_to(Path(sys.executable).parent / tool)
+    return venv
+
+
+def fake_docker(tmp_path: Path) -> Path:
+    """A docker client that has every image and `docker save`s an empty tarball."""
+    docker = tmp_path / "fake-docker"
+    docker.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = save ]; then : > "$3"; fi\n'  # save -o PATH TAG
+        "exit 0\n"
+    )
+    docker.chmod(0o755)
+    return docker
+
+
+@pytest.mark.parametrize(
+    ("args", "stale_report"),
+    [
+        (["fs"], "repo.trivy.json"),
+        (["image", "example/img:1"], "example_img_1.trivy.json"),
+        (["sbom", "example/img:1"], None),
+        (["dockerfiles"], None),
+        (["workflows"], None),
+    ],
+)
+def test_a_failing_command_line_helper_is_exit_2(
+    tmp_path: Path, args: list[str], stale_report: str | None
+) -> None:
+    # A passing report from an earlier run must not be gated again as this run's result.
+    out = tmp_path / "out"
+    out.mkdir()
+    if stale_report:
+        (out / stale_report).write_text('{"SchemaVersion": 2, "Results": []}\n')
+    done = scan(
+        out,
+        *args,
+        VENV=str(broken_helper_venv(tmp_path)),
+        DOCKER=str(fake_docker(tmp_path)),
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "scan: could not build the command line" in done.stderr, done.stderr
+    assert "PASS" not in done.stdout and "written" not in done.stdout
+    if stale_report:
+        assert not (out / stale_report).exists()

@@ -147,6 +147,10 @@ class HeldRequest:
 
     def finish(self) -> tuple[int, str, bytes]:
         self._socket.sendall(self._body[len(self._body) // 2 :])
+        return self.response()
+
+    def response(self) -> tuple[int, str, bytes]:
+        """Read the answer (as far as it goes; the server may answer before the body is in)."""
         chunks = []
         while chunk := self._socket.recv(65536):
             chunks.append(chunk)

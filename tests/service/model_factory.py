@@ -1,4 +1,5 @@
-"""Small ONNX models for tests: an identity model with one input and output per datatype."""
+"""Small ONNX models for tests: an identity model with one input and output per datatype, and
+a lookup model that ONNX Runtime refuses to run for some input values."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = REPO / "models" / "mlp" / "1" / "model.onnx"
@@ -28,6 +29,8 @@ ONNX_TYPES = {
     "BYTES": TensorProto.STRING,
 }
 COLUMNS = 2  # identity tensors are [batch, 2]
+# lookup: row i of the output is LOOKUP_TABLE[index[i]]; an index outside it fails the run.
+LOOKUP_TABLE = np.arange(4 * COLUMNS, dtype=np.float32).reshape(4, COLUMNS)
 
 
 def identity_model() -> onnx.ModelProto:
@@ -37,7 +40,23 @@ def identity_model() -> onnx.ModelProto:
         inputs.append(helper.make_tensor_value_info(f"in_{datatype}", onnx_type, ["b", COLUMNS]))
         outputs.append(helper.make_tensor_value_info(f"out_{datatype}", onnx_type, ["b", COLUMNS]))
         nodes.append(helper.make_node("Identity", [f"in_{datatype}"], [f"out_{datatype}"]))
-    graph = helper.make_graph(nodes, "identity", inputs, outputs)
+    return _finish(helper.make_graph(nodes, "identity", inputs, outputs))
+
+
+def lookup_model() -> onnx.ModelProto:
+    """Input ``index`` INT64 [batch] -> output ``row`` FP32 [batch, 2] (a Gather)."""
+    table = numpy_helper.from_array(LOOKUP_TABLE, "table")
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "index"], ["row"], axis=0)],
+        "lookup",
+        [helper.make_tensor_value_info("index", TensorProto.INT64, ["b"])],
+        [helper.make_tensor_value_info("row", TensorProto.FLOAT, ["b", COLUMNS])],
+        [table],
+    )
+    return _finish(graph)
+
+
+def _finish(graph: onnx.GraphProto) -> onnx.ModelProto:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 9
     return model
@@ -69,11 +88,13 @@ def sample_arrays(rows: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def make_repository(root: Path) -> Path:
-    """mlp version 1 (the bundled model) and identity versions 1 and 3."""
+    """mlp version 1 (the bundled model), identity versions 1 and 3, lookup version 1."""
     (root / "mlp" / "1").mkdir(parents=True)
     shutil.copyfile(DEFAULT_MODEL, root / "mlp" / "1" / "model.onnx")
     data = identity_model().SerializeToString()
     for version in ("1", "3"):
         (root / "identity" / version).mkdir(parents=True)
         (root / "identity" / version / "model.onnx").write_bytes(data)
+    (root / "lookup" / "1").mkdir(parents=True)
+    (root / "lookup" / "1" / "model.onnx").write_bytes(lookup_model().SerializeToString())
     return root

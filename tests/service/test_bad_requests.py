@@ -133,6 +133,10 @@ CASES: list[tuple[str, str, bytes, dict[str, str], int, str]] = [
     ("int8-negative-out-of-range", IDENTITY, identity_body("INT8", [-129, 1]), {}, 400, "-129"),
     ("float-for-int32", IDENTITY, identity_body("INT32", [1.5, 2]), {}, 400, "INT32"),
     ("bool-for-int64", IDENTITY, identity_body("INT64", [True, False]), {}, 400, "INT64"),
+    ("bool-among-int64", IDENTITY, identity_body("INT64", [True, 1]), {}, 400, "true/false"),
+    ("bool-among-uint8", IDENTITY, identity_body("UINT8", [[7, False]]), {}, 400, "UINT8"),
+    ("bool-among-fp32", IDENTITY, identity_body("FP32", [1.5, True]), {}, 400, "true/false"),
+    ("bool-among-fp64", IDENTITY, identity_body("FP64", [[0], [False]]), {}, 400, "FP64"),
     ("number-for-bytes", IDENTITY, identity_body("BYTES", [1, 2]), {}, 400, "BYTES"),
     (
         "missing-input",
@@ -178,13 +182,14 @@ def test_bad_request_is_rejected_with_named_error(
     assert fragment in error
 
 
-def bytes_binary_body(raw: bytes) -> tuple[bytes, dict[str, str]]:
-    """Identity request whose BYTES input comes as binary data ``raw``."""
+def binary_input_body(datatype: str, raw: bytes) -> tuple[bytes, dict[str, str]]:
+    """Identity request whose ``datatype`` input comes as binary data ``raw``."""
     document = orjson.loads(identity_body("FP32", [1, 2]))
-    document["inputs"][-1] = {
-        "name": "in_BYTES",
+    index = list(ONNX_TYPES).index(datatype)
+    document["inputs"][index] = {
+        "name": f"in_{datatype}",
         "shape": [1, 2],
-        "datatype": "BYTES",
+        "datatype": datatype,
         "parameters": {"binary_data_size": len(raw)},
     }
     header = orjson.dumps(document)
@@ -204,10 +209,33 @@ def bytes_binary_body(raw: bytes) -> tuple[bytes, dict[str, str]]:
     ids=["element-past-end", "truncated-prefix", "not-utf8", "too-few", "too-many"],
 )
 def test_bad_binary_bytes_elements(server: LiveServer, raw: bytes, fragment: str) -> None:
-    body, headers = bytes_binary_body(raw)
+    body, headers = binary_input_body("BYTES", raw)
     response = httpx.post(f"{server.base}{IDENTITY}", content=body, headers=headers)
     assert response.status_code == 400, response.text
     assert fragment in response.json()["error"]
+
+
+@pytest.mark.usefixtures("check_still_serving")
+def test_binary_bool_bytes_other_than_0_and_1_are_refused(server: LiveServer) -> None:
+    body, headers = binary_input_body("BOOL", b"\x01\x02")
+    response = httpx.post(f"{server.base}{IDENTITY}", content=body, headers=headers)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert "in_BOOL" in error and "byte 2" in error
+    body, headers = binary_input_body("BOOL", b"\x01\x00")
+    response = httpx.post(f"{server.base}{IDENTITY}", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+
+
+def test_numbers_0_and_1_are_not_taken_for_bools(server: LiveServer) -> None:
+    """0 and 1 send numeric data down the slower bool check, which must accept them."""
+    document = orjson.loads(identity_body("FP32", [[1.0, 0]]))
+    document["inputs"][list(ONNX_TYPES).index("INT64")]["data"] = [[0, 1]]
+    document["outputs"] = [{"name": "out_FP32"}, {"name": "out_INT64"}]
+    response = httpx.post(f"{server.base}{IDENTITY}", content=orjson.dumps(document))
+    assert response.status_code == 200, response.text
+    outputs = {output["name"]: output["data"] for output in response.json()["outputs"]}
+    assert outputs == {"out_FP32": [1.0, 0.0], "out_INT64": [0, 1]}
 
 
 @pytest.mark.usefixtures("check_still_serving")

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import numpy as np
 import pytest
 import tritonclient.http as triton
+import tritonclient.utils as triton_utils
 
 from tests.service.conftest import BATCH_ROWS
 from tests.service.live_server import LiveServer
-from tests.service.model_factory import ONNX_TYPES, sample_arrays
+from tests.service.model_factory import LOOKUP_TABLE, ONNX_TYPES, sample_arrays
 
 THREADS = BATCH_ROWS
 
@@ -83,3 +85,40 @@ def test_mixed_sizes_and_datatypes_split_back_exactly(
                 assert [item.decode() for item in got.flat] == list(array.flat)
             else:
                 np.testing.assert_array_equal(got, array, err_msg=datatype)
+
+
+def lookup(server: LiveServer, index: int) -> httpx.Response:
+    body = {"inputs": [{"name": "index", "shape": [1], "datatype": "INT64", "data": [index]}]}
+    return httpx.post(f"{server.base}/v2/models/lookup/infer", json=body, timeout=60)
+
+
+def test_one_failing_request_does_not_fail_its_merged_batch(batching_server: LiveServer) -> None:
+    """Index 99 makes ONNX Runtime refuse the merged run; the others still get answers."""
+    indexes = [0, 1, 2, 99, 3, 1, 2, 0]
+    assert len(indexes) == BATCH_ROWS  # the batch runs only once all of them are queued
+    requests_before = batch_counts(batching_server, "lookup")[1]
+    with ThreadPoolExecutor(len(indexes)) as pool:
+        responses = list(pool.map(lambda index: lookup(batching_server, index), indexes))
+    for index, response in zip(indexes, responses, strict=True):
+        if index == 99:
+            assert response.status_code == 400, response.text
+            assert "idx=99" in response.json()["error"]
+        else:
+            assert response.status_code == 200, response.text
+            [output] = response.json()["outputs"]
+            assert output["data"] == LOOKUP_TABLE[index].tolist()
+    # The good ones ran (alone, after the merged run failed); the bad one never succeeded.
+    assert batch_counts(batching_server, "lookup")[1] - requests_before == BATCH_ROWS - 1
+
+
+def test_request_larger_than_max_batch_size_is_refused(
+    server: LiveServer, batching_server: LiveServer
+) -> None:
+    rows = np.zeros((BATCH_ROWS + 1, 256), dtype=np.float32)
+    with pytest.raises(triton_utils.InferenceServerException) as refused:
+        mlp_infer(batching_server, rows)
+    assert refused.value.status() == "400"
+    message = refused.value.message()
+    assert f"{BATCH_ROWS + 1} rows" in message and f"MAX_BATCH_SIZE={BATCH_ROWS}" in message
+    assert mlp_infer(server, rows)["label"].shape == (BATCH_ROWS + 1,)  # batching off: any size
+    assert mlp_infer(batching_server, rows[:BATCH_ROWS])["label"].shape == (BATCH_ROWS,)

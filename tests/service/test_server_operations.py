@@ -1,4 +1,5 @@
-"""Operations: overload (503), graceful SIGTERM under load, metrics, health check, JSON logs."""
+"""Operations: overload (503), stalled bodies (408), graceful SIGTERM/SIGINT under load,
+metrics, health check, JSON logs."""
 
 from __future__ import annotations
 
@@ -92,24 +93,44 @@ def test_metrics_count_requests_latency_and_batches(server: LiveServer) -> None:
     assert "inference_requests_in_flight 0.0" in text
 
 
-def test_sigterm_during_load_finishes_in_flight_requests(
-    model_repository: Path, tmp_path: Path
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_stop_signal_during_load_finishes_in_flight_requests(
+    model_repository: Path, tmp_path: Path, signum: signal.Signals
 ) -> None:
+    """SIGINT (Ctrl-C, and watchfiles' reload in the dev image) is as graceful as SIGTERM."""
     process, port = spawn({"MODEL_REPOSITORY": str(model_repository)}, tmp_path / "log")
     server = LiveServer(process, port, tmp_path / "log")
     try:
         wait_ready(server)
-        # Requests admitted and mid-body when SIGTERM arrives: deterministic in-flight work.
+        # Requests admitted and mid-body when the signal arrives: deterministic in-flight work.
         held = [HeldRequest(server, MLP, BODY) for _ in range(6)]
         server.wait_for_metric("inference_requests_in_flight", 6)
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signum)
         results = [request.finish() for request in held]
         assert [status for status, _, _ in results] == [200] * 6
         assert all(len(orjson.loads(body)["outputs"]) == 2 for _, _, body in results)
         assert process.wait(timeout=60) == 0
         assert "stopped" in server.log()
+        assert "Traceback" not in server.log()
     finally:
         server.stop()
+
+
+def test_stalled_body_gets_408_and_frees_its_slot(model_repository: Path, tmp_path: Path) -> None:
+    """A client that stops sending mid-body cannot hold an in-flight slot for ever."""
+    env = {
+        "MODEL_REPOSITORY": str(model_repository),
+        "MAX_INFLIGHT": "1",
+        "BODY_TIMEOUT_S": "0.5",
+    }
+    with running_server(env, tmp_path / "log") as server:
+        stalled = HeldRequest(server, MLP, BODY)  # never sends the second half
+        status, _, payload = stalled.response()
+        assert status == 408, payload
+        assert "BODY_TIMEOUT_S=0.5" in orjson.loads(payload)["error"]
+        assert server.metric("inference_requests_total", 'model="mlp",status="408"') == 1
+        assert httpx.post(f"{server.base}{MLP}", content=BODY).status_code == 200
+        assert server.metric("inference_requests_in_flight") == 0
 
 
 def test_client_hanging_up_mid_body_is_not_a_server_fault(server: LiveServer) -> None:

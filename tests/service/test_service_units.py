@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 
-from service.cpus import cgroup_cpu_quota, usable_cpu_count
+from service.cpus import cgroup_cpu_quota, own_cgroups, usable_cpu_count
 from service.repository import ModelSourceError, discover_models
 from service.settings import Settings, SettingsError, load_settings
 from tests.service.model_factory import DEFAULT_MODEL, REPO
@@ -31,6 +31,7 @@ def test_values_are_parsed() -> None:
             "INTRA_OP_THREADS": "3",
             "MAX_BATCH_SIZE": "16",
             "MAX_BATCH_DELAY_MS": "1.5",
+            "BODY_TIMEOUT_S": "0.25",
             "LOG_LEVEL": "WARNING",
             "MODEL_SHA256": "A" * 64,
         }
@@ -39,6 +40,7 @@ def test_values_are_parsed() -> None:
     assert settings.execution_providers == ("CUDAExecutionProvider", "CPUExecutionProvider")
     assert settings.intra_op_threads == 3
     assert settings.batching_enabled and settings.max_batch_delay_ms == 1.5
+    assert settings.body_timeout_s == 0.25
     assert settings.log_level == "warning"
     assert settings.model_sha256 == "a" * 64
 
@@ -56,6 +58,8 @@ def test_gpu_only_provider_list_keeps_cpu_fallback() -> None:
         ("MAX_INFLIGHT", "many"),
         ("MAX_BODY_BYTES", "10"),
         ("MAX_BATCH_DELAY_MS", "-1"),
+        ("BODY_TIMEOUT_S", "0"),
+        ("BODY_TIMEOUT_S", "inf"),
         ("EXECUTION_PROVIDERS", ","),
         ("LOG_LEVEL", "verbose"),
         ("MODEL_NAME", "a/b"),
@@ -77,30 +81,84 @@ def write(path: Path, text: str) -> None:
     path.write_text(text)
 
 
-def test_cgroup_v2_quota(tmp_path: Path) -> None:
+@pytest.fixture
+def proc(tmp_path: Path) -> Path:
+    """A fake /proc whose self/cgroup says the process is in the root cgroup."""
+    write(tmp_path / "proc" / "self" / "cgroup", "0::/\n")
+    return tmp_path / "proc"
+
+
+def test_cgroup_v2_quota(tmp_path: Path, proc: Path) -> None:
     write(tmp_path / "cpu.max", "150000 100000\n")
-    assert cgroup_cpu_quota(tmp_path) == 1.5
-    assert usable_cpu_count({0, 1, 2, 3}, tmp_path) == 1  # 1.5 CPUs keep one thread busy
+    assert cgroup_cpu_quota(tmp_path, proc) == 1.5
+    assert usable_cpu_count({0, 1, 2, 3}, tmp_path, proc) == 1  # 1.5 CPUs keep one thread busy
     write(tmp_path / "cpu.max", "max 100000\n")
-    assert cgroup_cpu_quota(tmp_path) is None
-    assert usable_cpu_count({0, 1, 2, 3}, tmp_path) == 4
+    assert cgroup_cpu_quota(tmp_path, proc) is None
+    assert usable_cpu_count({0, 1, 2, 3}, tmp_path, proc) == 4
 
 
-def test_cgroup_v1_quota(tmp_path: Path) -> None:
+def test_cgroup_v1_quota(tmp_path: Path, proc: Path) -> None:
     write(tmp_path / "cpu" / "cpu.cfs_quota_us", "300000\n")
     write(tmp_path / "cpu" / "cpu.cfs_period_us", "100000\n")
-    assert usable_cpu_count(set(range(8)), tmp_path) == 3
+    assert usable_cpu_count(set(range(8)), tmp_path, proc) == 3
     write(tmp_path / "cpu" / "cpu.cfs_quota_us", "-1\n")
-    assert usable_cpu_count(set(range(8)), tmp_path) == 8
+    assert usable_cpu_count(set(range(8)), tmp_path, proc) == 8
 
 
-def test_affinity_limits_when_no_quota(tmp_path: Path) -> None:
-    assert usable_cpu_count({5}, tmp_path) == 1
-    assert usable_cpu_count({0, 1}, tmp_path) == 2
+def test_affinity_limits_when_no_quota(tmp_path: Path, proc: Path) -> None:
+    assert usable_cpu_count({5}, tmp_path, proc) == 1
+    assert usable_cpu_count({0, 1}, tmp_path, proc) == 2
     write(tmp_path / "cpu.max", "800000 100000\n")  # quota above the affinity mask
-    assert usable_cpu_count({0, 1}, tmp_path) == 2
+    assert usable_cpu_count({0, 1}, tmp_path, proc) == 2
     write(tmp_path / "cpu.max", "20000 100000\n")  # a fifth of a CPU still gets one thread
-    assert usable_cpu_count({0, 1}, tmp_path) == 1
+    assert usable_cpu_count({0, 1}, tmp_path, proc) == 1
+
+
+def test_cgroup_v2_quota_of_own_cgroup_and_its_parents(tmp_path: Path, proc: Path) -> None:
+    """The tightest quota between our own cgroup and the root binds, not the root's."""
+    write(proc / "self" / "cgroup", "0::/kubepods.slice/pod1/app\n")
+    sys_fs = tmp_path / "cgroup"
+    write(sys_fs / "kubepods.slice" / "cpu.max", "800000 100000\n")
+    write(sys_fs / "kubepods.slice" / "pod1" / "cpu.max", "250000 100000\n")
+    write(sys_fs / "kubepods.slice" / "pod1" / "app" / "cpu.max", "max 100000\n")
+    write(sys_fs / "kubepods.slice" / "other" / "cpu.max", "100000 100000\n")  # a sibling
+    assert cgroup_cpu_quota(sys_fs, proc) == 2.5
+    assert usable_cpu_count(set(range(16)), sys_fs, proc) == 2
+
+
+def test_cgroup_v1_cpu_controller_line_is_followed(tmp_path: Path, proc: Path) -> None:
+    write(
+        proc / "self" / "cgroup",
+        "4:memory:/elsewhere\n3:cpu,cpuacct:/system.slice/svc\n0::/\n",
+    )
+    folder = tmp_path / "cgroup" / "cpu,cpuacct" / "system.slice" / "svc"
+    write(folder / "cpu.cfs_quota_us", "150000\n")
+    write(folder / "cpu.cfs_period_us", "50000\n")
+    write(folder.parent / "cpu.cfs_quota_us", "-1\n")
+    write(folder.parent / "cpu.cfs_period_us", "100000\n")
+    assert cgroup_cpu_quota(tmp_path / "cgroup", proc) == 3.0
+
+
+def test_cgroup_path_missing_below_the_mount_falls_back_to_its_root(
+    tmp_path: Path, proc: Path
+) -> None:
+    """Docker without a cgroup namespace: /proc names the host path, the mount is ours."""
+    write(proc / "self" / "cgroup", "2:cpu:/docker/0123abc\n")
+    write(tmp_path / "cgroup" / "cpu" / "cpu.cfs_quota_us", "200000\n")
+    write(tmp_path / "cgroup" / "cpu" / "cpu.cfs_period_us", "100000\n")
+    assert cgroup_cpu_quota(tmp_path / "cgroup", proc) == 2.0
+
+
+@pytest.mark.parametrize("content", [None, "0::/../../outside\n", "garbage\n"])
+def test_unreadable_or_foreign_cgroup_paths_use_the_root(
+    tmp_path: Path, content: str | None
+) -> None:
+    proc = tmp_path / "proc"
+    if content is not None:
+        write(proc / "self" / "cgroup", content)
+    write(tmp_path / "cgroup" / "cpu.max", "300000 100000\n")
+    assert own_cgroups(proc) == (PurePosixPath("/"), PurePosixPath("/"))
+    assert cgroup_cpu_quota(tmp_path / "cgroup", proc) == 3.0
 
 
 def test_repository_layout(tmp_path: Path) -> None:

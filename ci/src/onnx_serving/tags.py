@@ -16,11 +16,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_NUMBER = r"0|[1-9]\d*"
+_NUMBER = r"0|[1-9][0-9]*"  # ASCII digits: \d would also take other scripts' digits
 _IDENT = r"[0-9A-Za-z-]+"
 _SEMVER = re.compile(
-    rf"^v?(?P<major>{_NUMBER})\.(?P<minor>{_NUMBER})(?:\.(?P<patch>{_NUMBER}))?"
-    rf"(?:-(?P<pre>{_IDENT}(?:\.{_IDENT})*))?$"
+    rf"v?(?P<major>{_NUMBER})\.(?P<minor>{_NUMBER})(?:\.(?P<patch>{_NUMBER}))?"
+    rf"(?:-(?P<pre>{_IDENT}(?:\.{_IDENT})*))?"
 )
 
 # Docker's own limit on a tag (the reference grammar allows 128 characters).
@@ -45,7 +45,7 @@ class Release:
 
 def parse_release(tag: str) -> Release:
     """Parse `tag` (v1.2.3, 1.2.3, v1.2, v1.3.0-rc.1) or raise a one-line ValueError."""
-    match = _SEMVER.match(tag)
+    match = _SEMVER.fullmatch(tag)
     if match is None:
         raise ValueError(
             f"invalid release tag {tag!r}: expected a semver tag like v1.2.3, v1.2 or v1.3.0-rc.1"

@@ -14,10 +14,10 @@ from .variants import VARIANTS, Variant
 # Hostname labels with an optional port: ghcr.io, docker.io, localhost:5000, 127.0.0.1:5000,
 # 123456789012.dkr.ecr.eu-west-1.amazonaws.com. No scheme, no path, no credentials.
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-_REGISTRY = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*(?::[0-9]{{1,5}})?$")
+_REGISTRY = re.compile(rf"{_LABEL}(?:\.{_LABEL})*(?::[0-9]{{1,5}})?")
 # The path grammar of the distribution reference spec: lowercase components joined by "/".
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_REPOSITORY = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
+_REPOSITORY = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
 _MAX_NAME_LENGTH = 255  # registry + "/" + repository, per the reference spec
 
 
@@ -57,7 +57,7 @@ def platform(chosen: Variant, name: str | None) -> str | None:
 
 def registry(host: str) -> str:
     """A registry host[:port] such as ghcr.io or localhost:5000."""
-    if not _REGISTRY.match(host):
+    if not _REGISTRY.fullmatch(host):
         raise ValueError(
             f"invalid registry {host!r}: expected a host[:port] such as ghcr.io or "
             "localhost:5000 (no scheme, path or credentials)"
@@ -74,7 +74,7 @@ def repository(path: str, registry_host: str) -> str:
     Image names are lowercase; GitHub's `github.repository` keeps the owner's capitals, so
     (like docker/metadata-action) the path is lowercased rather than rejected.
     """
-    if not _REPOSITORY.match(path.lower()):
+    if not _REPOSITORY.fullmatch(path.lower()):
         raise ValueError(
             f"invalid repository {path!r}: expected path components such as "
             "my-org/onnx-serving (letters, digits, '.', '_', '-', joined by '/')"

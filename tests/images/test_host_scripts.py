@@ -1,0 +1,112 @@
+"""The host scripts' failure paths, without an engine: fake uv and docker clients."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.images.docker_support import REPO
+
+
+def executable(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(0o755)
+    return path
+
+
+def test_lock_script_keeps_the_locks_when_a_compile_fails(tmp_path: Path) -> None:
+    """scripts/lock.sh replaces no lock unless every compile succeeded: here the runtime
+    compile works and the GPU one fails; all three locks must stay byte-identical."""
+    (tmp_path / "scripts").mkdir()
+    shutil.copy2(REPO / "scripts/lock.sh", tmp_path / "scripts/lock.sh")
+    shutil.copy2(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
+    shutil.copytree(REPO / "requirements", tmp_path / "requirements")
+    (tmp_path / ".venv").symlink_to(Path(sys.executable).parent.parent)
+    uv = tmp_path / "fake-uv"
+    uv.write_text(
+        "#!/bin/bash\n"
+        'case " $* " in *"/gpu.in "*) echo "fake-uv: no solution" >&2; exit 1 ;; esac\n'
+        "while [[ $# -gt 0 ]]; do [[ $1 == -o ]] && out=$2; shift; done\n"
+        '[[ $out == /dev/null ]] || printf "fake==1 \\\\\\n    --hash=sha256:00\\n" > "$out"\n'
+    )
+    uv.chmod(0o755)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "requirements").glob("*.lock")}
+    assert set(before) == {"runtime.lock", "gpu.lock", "dev.lock"}
+    done = subprocess.run(
+        [str(tmp_path / "scripts/lock.sh")],
+        env={**os.environ, "UV": str(uv)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode != 0, done.stdout + done.stderr
+    assert "fake-uv: no solution" in done.stderr
+    after = {p.name: p.read_bytes() for p in (tmp_path / "requirements").glob("*.lock")}
+    assert after == before
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the mirror lookup comes after the root check")
+def test_ensure_base_image_says_when_no_debian_mirror_is_found(tmp_path: Path) -> None:
+    """A sources file with no usable entry last used to end the script silently (exit 1)."""
+    apt = tmp_path / "apt"
+    (apt / "sources.list.d").mkdir(parents=True)
+    (apt / "sources.list.d/security.list").write_text(
+        "deb http://security.debian.org/debian-security bookworm-security main\n"
+    )
+    bin_dir = tmp_path / "bin"
+    executable(bin_dir / "docker", "#!/bin/sh\nexit 1\n")  # no image, no registry
+    executable(bin_dir / "debootstrap", "#!/bin/sh\nexit 0\n")
+    env = {k: v for k, v in os.environ.items() if k != "DEBIAN_MIRROR"}
+    done = subprocess.run(
+        [str(REPO / "scripts/ensure_base_image.sh"), "python:3.11-slim-bookworm"],
+        env={
+            **env,
+            "APT_SOURCES_DIR": str(apt),
+            "DOCKER": str(bin_dir / "docker"),
+            "PATH": f"{bin_dir}:{env['PATH']}",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert f"no Debian mirror found in {apt}/sources.list*; set DEBIAN_MIRROR" in done.stderr, (
+        done.stderr
+    )
+
+
+def test_serve_runs_the_container_with_the_server_grace_period(tmp_path: Path) -> None:
+    """`docker stop` must wait the server's 30 s graceful shutdown (Docker's default: 10 s).
+    The fake client has every image and builds anything; `run` records its arguments."""
+    calls = tmp_path / "calls"
+    docker = executable(
+        tmp_path / "docker",
+        "#!/bin/bash\n"
+        f'echo "$*" >> {calls}\n'
+        "[[ $1 == run ]] && exit 1\n"  # stop serve.sh right after the run
+        "exit 0\n",
+    )
+    with socket.socket() as s:  # a free port: serve.sh refuses a busy one
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    done = subprocess.run(
+        [str(REPO / "scripts/serve.sh")],
+        env={**os.environ, "DOCKER": str(docker), "PORT": str(port), "NAME": "fake-serve"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    runs = [line.split() for line in calls.read_text().splitlines() if line.startswith("run ")]
+    assert len(runs) == 1, calls.read_text() + done.stderr
+    assert "--stop-timeout" in runs[0], runs[0]
+    assert runs[0][runs[0].index("--stop-timeout") + 1] == "30", runs[0]
