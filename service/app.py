@@ -180,7 +180,6 @@ def _add_model_get(app: FastAPI, suffix: str, handler: ModelHandler, summary: st
 
 def _add_infer_routes(app: FastAPI, state: ServerState) -> None:
     gate = AdmissionGate(state.settings.max_inflight)
-    max_body = state.settings.max_body_bytes
     metrics = state.metrics
 
     async def infer(request: Request, model_name: str, model_version: str | None) -> Response:
@@ -192,7 +191,7 @@ def _add_infer_routes(app: FastAPI, state: ServerState) -> None:
             gate.enter()
             metrics.in_flight.inc()
             try:
-                response = await _run_inference(request, state, model, max_body)
+                response = await _run_inference(request, state, model)
             finally:
                 gate.leave()
                 metrics.in_flight.dec()
@@ -217,10 +216,10 @@ def _add_infer_routes(app: FastAPI, state: ServerState) -> None:
         app.router.routes.insert(0, Route(path, infer_endpoint, methods=["POST"]))
 
 
-async def _run_inference(
-    request: Request, state: ServerState, model: LoadedModel, max_body: int
-) -> Response:
-    body = await read_body(request, max_body)
+async def _run_inference(request: Request, state: ServerState, model: LoadedModel) -> Response:
+    settings = state.settings
+    # Read under the in-flight slot: MAX_INFLIGHT also bounds the memory held by bodies.
+    body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
     parsed = parse_inference_request(body, request.headers, model.inputs, model.outputs)
     runner = state.runners[(model.name, model.version)]
     results = await runner.infer(parsed.inputs, [output.name for output in parsed.outputs])

@@ -1,6 +1,9 @@
-"""Admission control: bounded in-flight requests (503) and bounded request bodies (413)."""
+"""Admission control: bounded in-flight requests (503), bounded request bodies (413), and
+bounded time to receive a body (408), so stalled uploads cannot hold in-flight slots."""
 
 from __future__ import annotations
+
+import asyncio
 
 from starlette.requests import ClientDisconnect, Request
 
@@ -36,19 +39,25 @@ def _too_large(size: int, limit: int) -> ApiError:
     return ApiError(413, f"request body of {size}+ bytes exceeds MAX_BODY_BYTES={limit}")
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole request body, refusing (before buffering) anything over ``limit`` bytes."""
+async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
+    """The whole request body, refusing (before buffering) anything over ``limit`` bytes,
+    or not received within ``timeout_s`` seconds."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(int(declared), limit)
     chunks: list[bytes] = []
     size = 0
     try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:  # chunked uploads declare no length up front
-                raise _too_large(size, limit)
-            chunks.append(chunk)
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:  # chunked uploads declare no length up front
+                    raise _too_large(size, limit)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise ApiError(
+            408, f"request body not complete after BODY_TIMEOUT_S={timeout_s:g} s ({size} bytes)"
+        ) from None
     except ClientDisconnect:
         # Nobody will read the answer; a 4xx keeps it out of the server-fault counts.
         raise ApiError(400, f"client disconnected after {size} bytes of the body") from None
