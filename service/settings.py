@@ -48,7 +48,9 @@ class Settings:
     intra_op_threads: int | None = None  # None: the CPUs this process may really use
     inference_workers: int = 1
     max_batch_size: int = 0  # 0 or 1: dynamic batching off
-    max_batch_delay_ms: float = 2.0
+    # 0: merge what queued up while the previous run was busy, never wait for company (a
+    # fixed wait only slowed one core down in bench/: docs/OPTIMIZATION.md, finding 4).
+    max_batch_delay_ms: float = 0.0
     max_body_bytes: int = 64 * 1024 * 1024
     body_timeout_s: float = 30.0
     max_inflight: int = 128
