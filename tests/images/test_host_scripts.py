@@ -23,7 +23,7 @@ def executable(path: Path, text: str) -> Path:
 
 def test_lock_script_keeps_the_locks_when_a_compile_fails(tmp_path: Path) -> None:
     """scripts/lock.sh replaces no lock unless every compile succeeded: here the runtime
-    compile works and the GPU one fails; all three locks must stay byte-identical."""
+    compile works and the GPU one fails; every lock must stay byte-identical."""
     (tmp_path / "scripts").mkdir()
     shutil.copy2(REPO / "scripts/lock.sh", tmp_path / "scripts/lock.sh")
     shutil.copy2(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
@@ -38,7 +38,7 @@ def test_lock_script_keeps_the_locks_when_a_compile_fails(tmp_path: Path) -> Non
     )
     uv.chmod(0o755)
     before = {p.name: p.read_bytes() for p in (tmp_path / "requirements").glob("*.lock")}
-    assert set(before) == {"runtime.lock", "gpu.lock", "dev.lock"}
+    assert set(before) == {"runtime.lock", "gpu.lock", "dev.lock", "test.lock"}
     done = subprocess.run(
         [str(tmp_path / "scripts/lock.sh")],
         env={**os.environ, "UV": str(uv)},

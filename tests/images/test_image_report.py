@@ -9,7 +9,7 @@ from bench.image_report import Build, Sizes, parse_plain_progress, size_table
 REBUILD_LOG = """\
 #1 [internal] load build definition from Dockerfile.optimized
 #1 DONE 0.0s
-#4 [builder 1/3] FROM docker.io/library/python:3.11-slim-bookworm
+#4 [builder 1/3] FROM python:3.11-slim-bookworm
 #4 DONE 0.0s
 #7 [builder 2/3] COPY requirements/runtime.lock /tmp/runtime.lock
 #7 CACHED
