@@ -63,7 +63,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--image-variants",
-        default="basic,optimized",
+        default="basic,cpu",
         help="images for the image report (default: %(default)s; the GPU image is ~2.7 GB)",
     )
     args = parser.parse_args(argv)

@@ -1,10 +1,10 @@
 """Image report: sizes against the lower bound, cold and warm builds, time to healthy.
 
-    python bench/image_report.py [--variants basic,optimized,gpu] [--no-cold]
+    python bench/image_report.py [--variants basic,cpu,gpu] [--no-cold]
 
-Prints a Markdown table. Per image:
-- size, and for the optimized image the budget: size <= 1.10 x (base image + installed
-  runtime venv), the venv measured inside the image (`du -sb /opt/venv`);
+Prints a Markdown table. Per variant of the table (ci/src/onnx_serving/variants.py):
+- size, and for the cpu image the budget: size <= 1.10 x (base image + installed runtime
+  venv), the venv measured inside the image (`du -sb /opt/venv`);
 - cold build (`--no-cache`; the pip download cache mount survives, as on a CI runner with a
   warm BuildKit cache) and rebuild after a change to service code only, with the list of
   steps BuildKit re-ran: the dependency step must be CACHED;
@@ -19,7 +19,6 @@ them side by side, as ratios.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import subprocess
@@ -34,26 +33,30 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from onnx_serving import docker_cli
+from onnx_serving.images import CONTAINER_PORT, ImageMetadata
+from onnx_serving.local import base_image, ca_bundle
+from onnx_serving.variants import Variant
+
 REPO = Path(__file__).resolve().parents[1]
-BASE_IMAGE = "python:3.11-slim-bookworm"
-SIZE_BUDGET = 1.10  # optimized <= 1.10 x (base + runtime venv)
+SIZE_BUDGET = 1.10  # cpu <= 1.10 x (base + runtime venv)
+BUDGETED = Variant.cpu
 CONTEXT_PATHS = ("service", "models", "requirements", "dockerfiles", ".dockerignore")
-DEPENDENCY_STEP = re.compile(r"pip install")
+DEPENDENCY_STEP = re.compile(r"pip install|build-venv")
 
 
 def docker_binary() -> str:
-    """Debian's client has BuildKit; the /usr/local one may lack buildx."""
-    return (
-        "/usr/bin/docker"
-        if Path("/usr/bin/docker").exists()
-        else shutil.which("docker") or "docker"
-    )
+    return docker_cli.docker_binary() or "docker"
 
 
 def docker(*args: str, timeout: float = 600) -> str:
-    env = {**os.environ, "DOCKER_BUILDKIT": "1"}
     result = subprocess.run(
-        [docker_binary(), *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO
+        [docker_binary(), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=docker_cli.docker_env(),
+        cwd=REPO,
     )
     if result.returncode != 0:
         raise RuntimeError(f"docker {' '.join(args[:3])} failed: {result.stderr[-2000:]}")
@@ -73,23 +76,23 @@ def venv_bytes(tag: str) -> int:
 
 @dataclass(frozen=True)
 class Sizes:
-    base: int
-    venv: int  # runtime dependencies as installed in the optimized image
-    images: dict[str, int]  # variant -> image size
+    base: int  # the budgeted variant's base image
+    venv: int  # runtime dependencies as installed in the budgeted image
+    images: dict[Variant, int]
 
     @property
     def lower_bound(self) -> int:
         return self.base + self.venv
 
-    def ratio(self, variant: str) -> float:
+    def ratio(self, variant: Variant) -> float:
         return self.images[variant] / self.lower_bound
 
 
-def measure_sizes(tags: dict[str, str], base: str = BASE_IMAGE) -> Sizes:
-    """`tags` maps variant -> image tag; it must include "optimized" (the venv is read there)."""
+def measure_sizes(tags: dict[Variant, str]) -> Sizes:
+    """`tags` maps variant -> image tag; it must include the budgeted cpu variant."""
     return Sizes(
-        base=image_bytes(base),
-        venv=venv_bytes(tags["optimized"]),
+        base=image_bytes(base_image(BUDGETED)),
+        venv=venv_bytes(tags[BUDGETED]),
         images={variant: image_bytes(tag) for variant, tag in tags.items()},
     )
 
@@ -102,12 +105,12 @@ def size_table(sizes: Sizes) -> str:
     rows = [
         "| what | size | x (base + deps) |",
         "|---|---:|---:|",
-        f"| base image `{BASE_IMAGE}` | {mb(sizes.base)} | |",
+        f"| base image `{base_image(BUDGETED)}` | {mb(sizes.base)} | |",
         f"| runtime deps (installed venv) | {mb(sizes.venv)} | |",
         f"| lower bound: base + deps | {mb(sizes.lower_bound)} | 1.00 |",
     ]
     for variant, size in sizes.images.items():
-        budget = f" (budget <= {SIZE_BUDGET:.2f})" if variant == "optimized" else ""
+        budget = f" (budget <= {SIZE_BUDGET:.2f})" if variant is BUDGETED else ""
         rows.append(f"| {variant} image | {mb(size)} | {sizes.ratio(variant):.2f}{budget} |")
     return "\n".join(rows)
 
@@ -149,22 +152,19 @@ def parse_plain_progress(log: str) -> list[str]:
     return [name for step, name in names.items() if step in done and step not in cached]
 
 
-def build(context: Path, variant: str, tag: str, no_cache: bool = False) -> Build:
-    args = ["build", "--progress=plain", "-f", f"dockerfiles/Dockerfile.{variant}", "-t", tag]
-    bundle = Path(os.environ.get("CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt"))
-    if bundle.is_file():
-        args += ["--secret", f"id=ca_bundle,src={bundle}"]
-    if no_cache:
-        args.append("--no-cache")
+def build(context: Path, variant: Variant, tag: str, no_cache: bool = False) -> Build:
+    command = docker_cli.build_command(
+        docker_binary(),
+        variant,
+        tag,
+        ImageMetadata(),
+        ca_bundle=ca_bundle(),
+        context=str(context),
+        no_cache=no_cache,
+    )
     started = time.monotonic()
-    env = {**os.environ, "DOCKER_BUILDKIT": "1"}
     result = subprocess.run(
-        [docker_binary(), *args, "."],
-        capture_output=True,
-        text=True,
-        timeout=3600,
-        env=env,
-        cwd=context,
+        command, capture_output=True, text=True, timeout=3600, env=docker_cli.docker_env()
     )
     seconds = time.monotonic() - started
     if result.returncode != 0:
@@ -196,9 +196,9 @@ def time_to_ready(tag: str, timeout_s: float = 180) -> tuple[float, float]:
     """Seconds from `docker run` to the first ready 200, and to Docker's `healthy`."""
     name = f"images-report-{uuid.uuid4().hex[:8]}"
     started = time.monotonic()
-    docker("run", "-d", "--name", name, "--read-only", "-p", "127.0.0.1::8000", tag)
+    docker(*docker_cli.run_command(docker_binary(), tag, name)[1:])
     try:
-        port = docker("port", name, "8000/tcp").split()[0].rsplit(":", 1)[1]
+        port = docker("port", name, f"{CONTAINER_PORT}/tcp").split()[0].rsplit(":", 1)[1]
         ready = healthy = None
         while time.monotonic() - started < timeout_s and healthy is None:
             now = time.monotonic() - started
@@ -221,11 +221,10 @@ def time_to_ready(tag: str, timeout_s: float = 180) -> tuple[float, float]:
 
 
 # ---- report ------------------------------------------------------------------------------
-def report(variants: list[str], cold: bool) -> str:
-    subprocess.run([str(REPO / "scripts/ensure_base_image.sh"), BASE_IMAGE], check=True)
-    tags = {variant: f"images-report:{variant}" for variant in variants}
-    if "optimized" not in tags:
-        tags["optimized"] = "images-report:optimized"
+def report(variants: list[Variant], cold: bool) -> str:
+    for base in sorted({base_image(v) for v in [*variants, BUDGETED]}):
+        subprocess.run([str(REPO / "scripts/ensure_base_image.sh"), base], check=True)
+    tags = {variant: f"images-report:{variant}" for variant in [*variants, BUDGETED]}
     lines = [
         "| image | cold build | rebuild after code edit | steps re-run by it | deps cached | "
         "run -> ready | run -> healthy |",
@@ -248,29 +247,36 @@ def report(variants: list[str], cold: bool) -> str:
     finally:
         for tag in tags.values():
             subprocess.run([docker_binary(), "rmi", tag], capture_output=True, timeout=120)
-    verdict = "within" if sizes.ratio("optimized") <= SIZE_BUDGET else "OVER"
+    verdict = "within" if sizes.ratio(BUDGETED) <= SIZE_BUDGET else "OVER"
     return (
         "### Image sizes\n\n"
         + size_table(sizes)
-        + f"\n\nOptimized image: {sizes.ratio('optimized'):.3f} x lower bound, {verdict} the "
+        + f"\n\n{BUDGETED} image: {sizes.ratio(BUDGETED):.3f} x lower bound, {verdict} the "
         f"{SIZE_BUDGET:.2f} budget.\n\n### Builds and startup\n\n" + "\n".join(lines) + "\n"
     )
+
+
+def variant_list(text: str) -> list[Variant]:
+    """`basic,cpu` -> the variants of the table, or a usage error naming the unknown ones."""
+    chosen = [name for name in text.split(",") if name]
+    unknown = sorted(set(chosen) - {v.value for v in Variant})
+    if unknown or not chosen:
+        names = ", ".join(v.value for v in Variant)
+        raise argparse.ArgumentTypeError(f"unknown variant(s) {unknown}; expected {names}")
+    return [Variant(name) for name in chosen]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument(
         "--variants",
-        default="basic,optimized,gpu",
-        help="comma list of basic, optimized, gpu, dev (default: %(default)s)",
+        type=variant_list,
+        default="basic,cpu,gpu",
+        help=f"comma list of {', '.join(v.value for v in Variant)} (default: %(default)s)",
     )
     parser.add_argument("--no-cold", action="store_true", help="skip the --no-cache builds")
     args = parser.parse_args(argv)
-    variants = [v for v in args.variants.split(",") if v]
-    unknown = sorted(set(variants) - {"basic", "optimized", "gpu", "dev"})
-    if unknown:
-        parser.error(f"unknown variant(s) {unknown}; expected basic, optimized, gpu, dev")
-    print(report(variants, cold=not args.no_cold))
+    print(report(args.variants, cold=not args.no_cold))
     return 0
 
 

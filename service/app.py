@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import orjson
 from fastapi import FastAPI, Request, Response
@@ -19,15 +19,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 
 from service import __version__
-from service.batching import Runner, make_runner
 from service.errors import ApiError
 from service.limits import AdmissionGate, read_body
 from service.metrics import ServerMetrics
 from service.model_config import model_config, model_metadata
 from service.openapi import INFER_PATHS, install_openapi
 from service.protocol import encode_inference_response, parse_inference_request
-from service.registry import ModelRegistry
-from service.runtime import InferenceExecutor, LoadedModel
+from service.registry import ModelRegistry, ServedModel
+from service.runtime import InferenceExecutor
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,8 +42,7 @@ class ServerState:
     settings: Settings
     registry: ModelRegistry
     executor: InferenceExecutor
-    metrics: ServerMetrics = field(default_factory=ServerMetrics)
-    runners: dict[tuple[str, str], Runner] = field(default_factory=dict)
+    metrics: ServerMetrics
 
 
 def json_response(
@@ -62,21 +60,11 @@ def create_app(state: ServerState) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        settings = state.settings
-        for model in state.registry.all():
-            state.runners[(model.name, model.version)] = make_runner(
-                model,
-                state.executor,
-                state.metrics,
-                settings.max_batch_size,
-                settings.max_batch_delay_ms,
-                settings.inference_workers,
-            )
-        log.info("ready: serving %d model version(s)", len(state.runners))
+        log.info("ready: serving %d model version(s)", len(state.registry.all()))
         yield
         # uvicorn has already let every in-flight request finish when this runs.
-        for runner in state.runners.values():
-            await runner.stop()
+        for served in state.registry.all():
+            await served.runner.stop()
         state.executor.shutdown()
         log.info("stopped")
 
@@ -139,21 +127,17 @@ def _add_server_routes(app: FastAPI, state: ServerState) -> None:
 
 def _add_model_routes(app: FastAPI, state: ServerState) -> None:
     registry = state.registry
-    settings = state.settings
 
     def metadata(model_name: str, model_version: str | None) -> Response:
-        model = registry.get(model_name, model_version)
-        return json_response(model_metadata(model, registry.versions(model.name)))
+        served = registry.get(model_name, model_version)
+        return json_response(model_metadata(served.model, registry.versions(served.name)))
 
     def readiness(model_name: str, model_version: str | None) -> Response:
-        model = registry.get(model_name, model_version)
-        return json_response({"name": model.name, "version": model.version, "ready": True})
+        served = registry.get(model_name, model_version)
+        return json_response({"name": served.name, "version": served.version, "ready": True})
 
     def config(model_name: str, model_version: str | None) -> Response:
-        model = registry.get(model_name, model_version)
-        return json_response(
-            model_config(model, settings.max_batch_size, settings.max_batch_delay_ms)
-        )
+        return json_response(model_config(registry.get(model_name, model_version)))
 
     for suffix, handler, summary in (
         ("", metadata, "Model metadata"),
@@ -184,14 +168,14 @@ def _add_infer_routes(app: FastAPI, state: ServerState) -> None:
 
     async def infer(request: Request, model_name: str, model_version: str | None) -> Response:
         started = time.perf_counter()
-        model: LoadedModel | None = None
+        served: ServedModel | None = None
         status = 500
         try:
-            model = state.registry.get(model_name, model_version)
+            served = state.registry.get(model_name, model_version)
             gate.enter()
             metrics.in_flight.inc()
             try:
-                response = await _run_inference(request, state, model)
+                response = await _run_inference(request, state.settings, served)
             finally:
                 gate.leave()
                 metrics.in_flight.dec()
@@ -202,7 +186,7 @@ def _add_infer_routes(app: FastAPI, state: ServerState) -> None:
             raise
         finally:
             metrics.observe_request(
-                model.name if model else None, status, time.perf_counter() - started
+                served.name if served else None, status, time.perf_counter() - started
             )
 
     async def infer_endpoint(request: Request) -> Response:
@@ -216,12 +200,11 @@ def _add_infer_routes(app: FastAPI, state: ServerState) -> None:
         app.router.routes.insert(0, Route(path, infer_endpoint, methods=["POST"]))
 
 
-async def _run_inference(request: Request, state: ServerState, model: LoadedModel) -> Response:
-    settings = state.settings
+async def _run_inference(request: Request, settings: Settings, served: ServedModel) -> Response:
+    model = served.model
     # Read under the in-flight slot: MAX_INFLIGHT also bounds the memory held by bodies.
     body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
     parsed = parse_inference_request(body, request.headers, model.inputs, model.outputs)
-    runner = state.runners[(model.name, model.version)]
-    results = await runner.infer(parsed.inputs, [output.name for output in parsed.outputs])
+    results = await served.runner.infer(parsed.inputs, [output.name for output in parsed.outputs])
     encoded = encode_inference_response(model.name, model.version, parsed, results, model.outputs)
     return Response(encoded.body, headers=encoded.headers, media_type=encoded.media_type)

@@ -19,7 +19,7 @@ from typing import Protocol
 
 import numpy as np
 
-from service.errors import ApiError
+from service.errors import BadRequest, ServerFault, Unavailable
 from service.metrics import ServerMetrics
 from service.runtime import InferenceExecutor, LoadedModel
 
@@ -94,11 +94,14 @@ class DynamicBatcher:
         self._arrived = asyncio.Event()
         self._free_workers = asyncio.Semaphore(workers)
         self._running: set[asyncio.Task[None]] = set()
-        self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch())
+        # Started by the first request, on the server's event loop (models load before it).
+        self._dispatcher: asyncio.Task[None] | None = None
 
     async def infer(self, feeds: Arrays, output_names: Sequence[str]) -> Arrays:
         self._check_rows(feeds)
         loop = asyncio.get_running_loop()
+        if self._dispatcher is None:
+            self._dispatcher = loop.create_task(self._dispatch())
         item = _Pending(feeds, rows_of(feeds), _merge_key(feeds), loop.time(), loop.create_future())
         self._pending.append(item)
         self._arrived.set()
@@ -109,21 +112,21 @@ class DynamicBatcher:
         """Like Triton, refuse a request larger than the max_batch_size that /config shows."""
         for name, array in feeds.items():
             if (rows := _rows(array)) > self._max_rows:
-                raise ApiError(
-                    400,
+                raise BadRequest(
                     f"input '{name}' has a batch of {rows} rows, more than "
                     f"MAX_BATCH_SIZE={self._max_rows} for model '{self._model.name}'",
                 )
 
     async def stop(self) -> None:
-        self._dispatcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._dispatcher
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._dispatcher
         if self._running:
             await asyncio.wait(self._running)
         for item in self._pending:
             if not item.future.done():
-                item.future.set_exception(ApiError(503, "server is shutting down"))
+                item.future.set_exception(Unavailable("server is shutting down"))
         self._pending.clear()
 
     async def _dispatch(self) -> None:
@@ -218,7 +221,7 @@ class DynamicBatcher:
         total = sum(item.rows for item in batch)
         for name, array in results.items():
             if array.ndim == 0 or array.shape[0] != total:
-                raise ApiError(500, f"output '{name}' has no batch dimension to split")
+                raise ServerFault(f"output '{name}' has no batch dimension to split")
         start = 0
         for item in batch:
             stop = start + item.rows
@@ -227,17 +230,23 @@ class DynamicBatcher:
             start = stop
 
 
+def batch_limit(model: LoadedModel, max_batch_size: int) -> int:
+    """The rows one merged run may hold for `model`: MAX_BATCH_SIZE when the dynamic batcher
+    serves it (batching on, and a batch dimension on every input and output), else 0."""
+    return max_batch_size if max_batch_size > 1 and model.batchable else 0
+
+
 def make_runner(
     model: LoadedModel,
     executor: InferenceExecutor,
     metrics: ServerMetrics,
-    max_batch_size: int,
+    max_rows: int,
     max_batch_delay_ms: float,
     workers: int,
 ) -> Runner:
-    """The batcher when batching is on and the model has a batch dimension, else direct runs."""
-    if max_batch_size > 1 and model.batchable:
+    """The batcher for a model with a batch limit (batch_limit), else direct runs."""
+    if max_rows:
         return DynamicBatcher(
-            model, executor, metrics, max_batch_size, max_batch_delay_ms / 1000.0, workers
+            model, executor, metrics, max_rows, max_batch_delay_ms / 1000.0, workers
         )
     return DirectRunner(model, executor, metrics)

@@ -10,11 +10,19 @@ import struct
 
 import numpy as np
 
-from service.errors import bad_request, show
+from service.errors import BadRequest, show
 from service.tensors import NUMPY_DTYPES, element_count
 
-HEADER_LENGTH_HEADER = "inference-header-content-length"
+HEADER_LENGTH_HEADER = "inference-header-content-length"  # HTTP names: any case
 _LENGTH = struct.Struct("<I")
+
+
+def join_body(header: bytes, tensors: list[bytes]) -> tuple[bytes, dict[str, str]]:
+    """A response body of the JSON header then the raw tensors, and the header naming the
+    header's length (none when every output is JSON)."""
+    if not tensors:
+        return header, {}
+    return b"".join([header, *tensors]), {HEADER_LENGTH_HEADER: str(len(header))}
 
 
 def split_body(body: bytes, header_length: str | None) -> tuple[memoryview, memoryview]:
@@ -25,11 +33,11 @@ def split_body(body: bytes, header_length: str | None) -> tuple[memoryview, memo
     try:
         length = int(header_length)
     except ValueError:
-        raise bad_request(
+        raise BadRequest(
             f"Inference-Header-Content-Length {show(header_length)} is not an integer"
         ) from None
     if length < 0 or length > len(body):
-        raise bad_request(
+        raise BadRequest(
             f"Inference-Header-Content-Length {length} is outside the body of {len(body)} bytes"
         )
     return view[:length], view[length:]
@@ -43,7 +51,7 @@ def decode_tensor(raw: memoryview, datatype: str, shape: list[int], name: str) -
     dtype = NUMPY_DTYPES[datatype]
     expected = count * dtype.itemsize
     if len(raw) != expected:
-        raise bad_request(
+        raise BadRequest(
             f"input '{name}': binary_data_size {len(raw)} does not match shape {shape} "
             f"of {datatype} ({expected} bytes)"
         )
@@ -56,7 +64,7 @@ def _check_bool_bytes(raw: np.ndarray, name: str) -> None:
     """numpy would read any nonzero byte as true yet pass the byte on: only 0 and 1 are valid."""
     bad = raw[raw > 1]
     if bad.size:
-        raise bad_request(
+        raise BadRequest(
             f"input '{name}': BOOL binary data holds byte {int(bad[0])}; only 0 and 1 are valid"
         )
 
@@ -66,22 +74,22 @@ def _decode_bytes_elements(raw: memoryview, count: int, name: str) -> np.ndarray
     offset, end = 0, len(raw)
     while offset < end:
         if offset + 4 > end:
-            raise bad_request(f"input '{name}': BYTES element length prefix is truncated")
+            raise BadRequest(f"input '{name}': BYTES element length prefix is truncated")
         (length,) = _LENGTH.unpack_from(raw, offset)
         offset += 4
         if offset + length > end:
-            raise bad_request(
+            raise BadRequest(
                 f"input '{name}': BYTES element of {length} bytes runs past binary_data_size"
             )
         try:
             elements.append(str(raw[offset : offset + length], "utf-8"))
         except UnicodeDecodeError:
-            raise bad_request(f"input '{name}': BYTES element is not valid UTF-8") from None
+            raise BadRequest(f"input '{name}': BYTES element is not valid UTF-8") from None
         offset += length
         if len(elements) > count:
             break
     if len(elements) != count:
-        raise bad_request(
+        raise BadRequest(
             f"input '{name}': binary data holds {len(elements)} BYTES elements, shape needs {count}"
         )
     array = np.empty(count, dtype=object)

@@ -1,24 +1,64 @@
-"""The one exception type the HTTP layer turns into ``{"error": "..."}`` responses."""
+"""The errors a client can get, each a class carrying its HTTP status (Triton's mapping).
+
+The HTTP layer turns every one into ``{"error": "..."}``; openapi.py documents ERRORS.
+"""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class ApiError(Exception):
-    """A client-visible failure with its HTTP status (Triton's mapping: 400, 404, 408, 413, 503)."""
+    """A client-visible failure; subclasses name the status and what it means."""
 
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+    status: ClassVar[int] = 500
+    description: ClassVar[str] = "Server fault"
+
+    def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
-        self.status = status
         self.message = message
         self.headers = headers or {}
 
 
-def bad_request(message: str) -> ApiError:
-    return ApiError(400, message)
+class BadRequest(ApiError):
+    status = 400
+    description = "Bad request: the message names the bad value"
 
 
-def not_found(message: str) -> ApiError:
-    return ApiError(404, message)
+class NotFound(ApiError):
+    status = 404
+    description = "Unknown model or version"
+
+
+class RequestTimeout(ApiError):
+    status = 408
+    description = "Body not received within BODY_TIMEOUT_S"
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+    description = "Body larger than MAX_BODY_BYTES"
+
+
+class Unavailable(ApiError):
+    status = 503
+    description = "Overloaded (MAX_INFLIGHT reached; see Retry-After) or shutting down"
+
+
+class ServerFault(ApiError):
+    status = 500
+    description = "Server fault (the model failed on valid input)"
+
+
+# Every error the inference endpoints answer with, for the OpenAPI document.
+ERRORS: tuple[type[ApiError], ...] = (
+    BadRequest,
+    NotFound,
+    RequestTimeout,
+    PayloadTooLarge,
+    Unavailable,
+    ServerFault,
+)
 
 
 def show(value: object, limit: int = 80) -> str:

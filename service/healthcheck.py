@@ -1,6 +1,6 @@
 """``python -m service.healthcheck``: exit 0 iff the local server answers ready (stdlib only).
 
-Used by the images' HEALTHCHECK, which have no curl. Reads PORT like the server does.
+Used by the images' HEALTHCHECK, which have no curl. Reads the port the way the server does.
 """
 
 from __future__ import annotations
@@ -10,10 +10,12 @@ import sys
 import urllib.error
 import urllib.request
 
+from service.settings import SettingsError, load_settings
+
 TIMEOUT_SECONDS = 3.0
 
 
-def is_ready(port: str) -> bool:
+def is_ready(port: int) -> bool:
     url = f"http://127.0.0.1:{port}/v2/health/ready"
     try:
         with urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as response:
@@ -23,7 +25,11 @@ def is_ready(port: str) -> bool:
 
 
 def main() -> int:
-    return 0 if is_ready(os.environ.get("PORT", "8000")) else 1
+    try:
+        port = load_settings(os.environ).port
+    except SettingsError:  # the server refuses to start with it, so it cannot be ready
+        return 1
+    return 0 if is_ready(port) else 1
 
 
 if __name__ == "__main__":

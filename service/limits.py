@@ -7,7 +7,7 @@ import asyncio
 
 from starlette.requests import ClientDisconnect, Request
 
-from service.errors import ApiError
+from service.errors import BadRequest, PayloadTooLarge, RequestTimeout, Unavailable
 
 RETRY_AFTER_SECONDS = "1"
 
@@ -24,8 +24,7 @@ class AdmissionGate:
 
     def enter(self) -> None:
         if self.in_flight >= self.limit:
-            raise ApiError(
-                503,
+            raise Unavailable(
                 f"server is at MAX_INFLIGHT={self.limit} requests in flight; retry later",
                 {"Retry-After": RETRY_AFTER_SECONDS},
             )
@@ -35,8 +34,8 @@ class AdmissionGate:
         self.in_flight -= 1
 
 
-def _too_large(size: int, limit: int) -> ApiError:
-    return ApiError(413, f"request body of {size}+ bytes exceeds MAX_BODY_BYTES={limit}")
+def _too_large(size: int, limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"request body of {size}+ bytes exceeds MAX_BODY_BYTES={limit}")
 
 
 async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
@@ -55,10 +54,10 @@ async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
                     raise _too_large(size, limit)
                 chunks.append(chunk)
     except TimeoutError:
-        raise ApiError(
-            408, f"request body not complete after BODY_TIMEOUT_S={timeout_s:g} s ({size} bytes)"
+        raise RequestTimeout(
+            f"request body not complete after BODY_TIMEOUT_S={timeout_s:g} s ({size} bytes)"
         ) from None
     except ClientDisconnect:
         # Nobody will read the answer; a 4xx keeps it out of the server-fault counts.
-        raise ApiError(400, f"client disconnected after {size} bytes of the body") from None
+        raise BadRequest(f"client disconnected after {size} bytes of the body") from None
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from service.registry import ServedModel
 from service.runtime import LoadedModel
 from service.tensors import TensorSpec
 
@@ -30,19 +31,20 @@ def _config_tensor(spec: TensorSpec, batched: bool) -> dict[str, object]:
     }
 
 
-def model_config(model: LoadedModel, max_batch_size: int, max_delay_ms: float) -> dict[str, object]:
+def model_config(served: ServedModel) -> dict[str, object]:
     """``GET /v2/models/{m}/config``, the subset of Triton's config that clients read.
 
     ``max_batch_size`` is MAX_BATCH_SIZE when the dynamic batcher serves this model, else 0
     (then ``dims`` are the full shapes, and any batch size the model accepts is fine).
     """
-    batched = max_batch_size > 1 and model.batchable
+    model = served.model
+    batched = served.max_batch_size > 0
     config: dict[str, object] = {
         "name": model.name,
         "platform": PLATFORM,
         "backend": "onnxruntime",
         "version_policy": {"latest": {"num_versions": 1}},
-        "max_batch_size": max_batch_size if batched else 0,
+        "max_batch_size": served.max_batch_size,
         "input": [_config_tensor(spec, batched) for spec in model.inputs.values()],
         "output": [_config_tensor(spec, batched) for spec in model.outputs.values()],
         "instance_group": [
@@ -50,5 +52,6 @@ def model_config(model: LoadedModel, max_batch_size: int, max_delay_ms: float) -
         ],
     }
     if batched:
-        config["dynamic_batching"] = {"max_queue_delay_microseconds": int(max_delay_ms * 1000)}
+        delay_us = int(served.max_batch_delay_ms * 1000)
+        config["dynamic_batching"] = {"max_queue_delay_microseconds": delay_us}
     return config

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from service.errors import ERRORS
 from service.tensors import NUMPY_DTYPES
 
 INFER_PATHS = (
@@ -88,11 +89,7 @@ INFER_OPERATION: dict[str, object] = {
             "description": "Outputs (JSON, or JSON header + binary tensors)",
             "content": {"application/json": {}, "application/octet-stream": {}},
         },
-        "400": {"description": "Bad request", **_ERROR},
-        "404": {"description": "Unknown model or version", **_ERROR},
-        "408": {"description": "Body not received within BODY_TIMEOUT_S", **_ERROR},
-        "413": {"description": "Body larger than MAX_BODY_BYTES", **_ERROR},
-        "503": {"description": "Overloaded: MAX_INFLIGHT reached", **_ERROR},
+        **{str(error.status): {"description": error.description, **_ERROR} for error in ERRORS},
     },
 }
 

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from service.binary import HEADER_LENGTH_HEADER, decode_tensor, encode_tensor, split_body
-from service.errors import bad_request, show
+from service.binary import HEADER_LENGTH_HEADER, decode_tensor, encode_tensor, join_body, split_body
+from service.errors import BadRequest, show
 from service.tensors import ACCEPTED_JSON_KINDS, NUMPY_DTYPES, TensorSpec, element_count
 
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
@@ -53,12 +53,12 @@ def parse_inference_request(
     try:
         document = orjson.loads(header)
     except orjson.JSONDecodeError as exc:
-        raise bad_request(f"request body is not valid JSON: {exc}") from None
+        raise BadRequest(f"request body is not valid JSON: {exc}") from None
     if not isinstance(document, dict):
-        raise bad_request("request body must be a JSON object")
+        raise BadRequest("request body must be a JSON object")
     request_id = document.get("id")
     if request_id is not None and not isinstance(request_id, str):
-        raise bad_request(f"'id' must be a string, got {show(request_id)}")
+        raise BadRequest(f"'id' must be a string, got {show(request_id)}")
     parameters = _parameters(document, "request")
     binary_default = _flag(parameters, "binary_data_output", "request")
     arrays = _parse_inputs(document.get("inputs"), tail, inputs)
@@ -72,16 +72,16 @@ def parse_inference_request(
 def _parameters(entry: dict[str, Any], where: str) -> dict[str, Any]:
     parameters = entry.get("parameters", {})
     if not isinstance(parameters, dict):
-        raise bad_request(f"'parameters' of {where} must be an object")
+        raise BadRequest(f"'parameters' of {where} must be an object")
     if "shared_memory_region" in parameters:
-        raise bad_request(f"{where}: shared memory is not supported by this server")
+        raise BadRequest(f"{where}: shared memory is not supported by this server")
     return parameters
 
 
 def _flag(parameters: dict[str, Any], key: str, where: str) -> bool:
     value = parameters.get(key, False)
     if not isinstance(value, bool):
-        raise bad_request(f"parameter '{key}' of {where} must be true or false, got {show(value)}")
+        raise BadRequest(f"parameter '{key}' of {where} must be true or false, got {show(value)}")
     return value
 
 
@@ -89,39 +89,39 @@ def _parse_inputs(
     entries: object, tail: memoryview, specs: Mapping[str, TensorSpec]
 ) -> dict[str, np.ndarray]:
     if not isinstance(entries, list) or not entries:
-        raise bad_request("'inputs' must be a non-empty list")
+        raise BadRequest("'inputs' must be a non-empty list")
     arrays: dict[str, np.ndarray] = {}
     offset = 0
     for entry in entries:
         if not isinstance(entry, dict):
-            raise bad_request("each entry of 'inputs' must be an object")
+            raise BadRequest("each entry of 'inputs' must be an object")
         name, datatype, shape = _tensor_header(entry, specs)
         if name in arrays:
-            raise bad_request(f"input '{name}' is given twice")
+            raise BadRequest(f"input '{name}' is given twice")
         size = _parameters(entry, f"input '{name}'").get("binary_data_size")
         if size is None:
             if "data" not in entry:
-                raise bad_request(f"input '{name}' has neither 'data' nor binary_data_size")
+                raise BadRequest(f"input '{name}' has neither 'data' nor binary_data_size")
             arrays[name] = json_data_to_array(entry["data"], datatype, shape, name)
             continue
         if "data" in entry:
-            raise bad_request(f"input '{name}' has both 'data' and binary_data_size")
+            raise BadRequest(f"input '{name}' has both 'data' and binary_data_size")
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise bad_request(f"input '{name}': binary_data_size {show(size)} is not a size")
+            raise BadRequest(f"input '{name}': binary_data_size {show(size)} is not a size")
         if offset + size > len(tail):
-            raise bad_request(
+            raise BadRequest(
                 f"input '{name}': binary_data_size {size} runs past the end of the body "
                 f"({len(tail) - offset} bytes left)"
             )
         arrays[name] = decode_tensor(tail[offset : offset + size], datatype, shape, name)
         offset += size
     if offset != len(tail):
-        raise bad_request(
+        raise BadRequest(
             f"body has {len(tail) - offset} bytes of binary data not claimed by any input"
         )
     missing = [name for name in specs if name not in arrays]
     if missing:
-        raise bad_request(f"missing input '{missing[0]}'")
+        raise BadRequest(f"missing input '{missing[0]}'")
     return arrays
 
 
@@ -132,11 +132,11 @@ def _tensor_header(
     name = entry.get("name")
     spec = specs.get(name) if isinstance(name, str) else None
     if spec is None:
-        raise bad_request(f"unknown input {show(name)}; the model's inputs are {', '.join(specs)}")
+        raise BadRequest(f"unknown input {show(name)}; the model's inputs are {', '.join(specs)}")
     name = spec.name
     datatype = entry.get("datatype")
     if datatype != spec.datatype:
-        raise bad_request(
+        raise BadRequest(
             f"input '{name}' has datatype {show(datatype)}, the model expects {spec.datatype}"
         )
     shape = entry.get("shape")
@@ -146,7 +146,7 @@ def _tensor_header(
         or len(shape) != len(spec.shape)
         or any(want not in (-1, dim) for want, dim in zip(spec.shape, shape, strict=True))
     ):
-        raise bad_request(
+        raise BadRequest(
             f"input '{name}' has shape {show(shape)}, the model expects {list(spec.shape)}"
         )
     return name, spec.datatype, shape
@@ -155,12 +155,12 @@ def _tensor_header(
 def json_data_to_array(data: object, datatype: str, shape: list[int], name: str) -> np.ndarray:
     """Convert the JSON ``data`` of one input (flat or nested, row-major) to an array."""
     if not isinstance(data, list):
-        raise bad_request(f"input '{name}': 'data' must be a list")
+        raise BadRequest(f"input '{name}': 'data' must be a list")
     count = element_count(shape)
     if datatype == "BYTES":
         flat = _flatten_strings(data, name)
         if len(flat) != count:
-            raise bad_request(
+            raise BadRequest(
                 f"input '{name}': shape {shape} needs {count} elements, data has {len(flat)}"
             )
         array = np.empty(count, dtype=object)
@@ -169,25 +169,25 @@ def json_data_to_array(data: object, datatype: str, shape: list[int], name: str)
     try:
         array = np.array(data)
     except (ValueError, TypeError):
-        raise bad_request(f"input '{name}': 'data' is not a rectangular array of numbers") from None
+        raise BadRequest(f"input '{name}': 'data' is not a rectangular array of numbers") from None
     if array.size != count:
-        raise bad_request(
+        raise BadRequest(
             f"input '{name}': shape {shape} needs {count} elements, data has {array.size}"
         )
     dtype = NUMPY_DTYPES[datatype]
     if count and dtype.kind in "iu" and array.dtype.kind == "f":
         array = _exact_integers(data, dtype, datatype, name)
     if count and array.dtype.kind not in ACCEPTED_JSON_KINDS[datatype]:
-        raise bad_request(
+        raise BadRequest(
             f"input '{name}': 'data' holds {array.dtype} values, not valid {datatype} values"
         )
     if count and datatype != "BOOL" and _holds_bools(data, array):
-        raise bad_request(f"input '{name}': 'data' holds true/false, not valid {datatype} values")
+        raise BadRequest(f"input '{name}': 'data' holds true/false, not valid {datatype} values")
     if count and dtype.kind in "iu":
         limits = np.iinfo(dtype)
         low, high = array.min(), array.max()
         if low < limits.min or high > limits.max:
-            raise bad_request(
+            raise BadRequest(
                 f"input '{name}': value {low if low < limits.min else high} "
                 f"is out of range for {datatype}"
             )
@@ -210,7 +210,7 @@ def _exact_integers(data: list[Any], dtype: np.dtype[Any], datatype: str, name: 
     try:
         return np.array(data, dtype=dtype)
     except OverflowError:
-        raise bad_request(f"input '{name}': a value is out of range for {datatype}") from None
+        raise BadRequest(f"input '{name}': a value is out of range for {datatype}") from None
 
 
 def _flatten_strings(data: list[Any], name: str) -> list[str]:
@@ -222,7 +222,7 @@ def _flatten_strings(data: list[Any], name: str) -> list[str]:
                 stack.append(iter(item))
                 break
             if not isinstance(item, str):
-                raise bad_request(f"input '{name}': BYTES data must be strings, got {show(item)}")
+                raise BadRequest(f"input '{name}': BYTES data must be strings, got {show(item)}")
             flat.append(item)
         else:
             stack.pop()
@@ -235,17 +235,17 @@ def _parse_outputs(
     if entries is None:
         return [RequestedOutput(name, binary_default) for name in specs]
     if not isinstance(entries, list) or not entries:
-        raise bad_request("'outputs' must be a non-empty list when given")
+        raise BadRequest("'outputs' must be a non-empty list when given")
     requested: list[RequestedOutput] = []
     for entry in entries:
         name = entry.get("name") if isinstance(entry, dict) else None
         if not isinstance(name, str) or name not in specs:
-            raise bad_request(
+            raise BadRequest(
                 f"unknown output {show(name)}; the model's outputs are {', '.join(specs)}"
             )
         parameters = _parameters(entry, f"output '{name}'")
         if "classification" in parameters:
-            raise bad_request(f"output '{name}': the classification extension is not supported")
+            raise BadRequest(f"output '{name}': the classification extension is not supported")
         binary = (
             _flag(parameters, "binary_data", f"output '{name}'")
             if ("binary_data" in parameters)
@@ -284,14 +284,9 @@ def encode_inference_response(
     if request.id is not None:
         document["id"] = request.id
     document["outputs"] = entries
-    header = orjson.dumps(document, option=JSON_OPTIONS)
-    if not chunks:
-        return EncodedResponse(header, "application/json", {})
-    return EncodedResponse(
-        b"".join([header, *chunks]),
-        "application/octet-stream",
-        {"Inference-Header-Content-Length": str(len(header))},
-    )
+    body, headers = join_body(orjson.dumps(document, option=JSON_OPTIONS), chunks)
+    media_type = "application/octet-stream" if chunks else "application/json"
+    return EncodedResponse(body, media_type, headers)
 
 
 def _json_data(array: np.ndarray, datatype: str) -> object:

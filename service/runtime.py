@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from service.errors import ApiError
+from service.errors import BadRequest, ServerFault
 from service.repository import ModelSource
 from service.tensors import DATATYPES_BY_ORT_TYPE, TensorSpec
 
@@ -54,9 +54,10 @@ class LoadedModel:
             return list(self.session.run(list(output_names), feeds))
         except Exception as exc:  # ORT raises its own untyped exception classes
             message = first_line(exc)
-            status = 400 if type(exc).__name__ == "InvalidArgument" else 500
-            log.log(logging.INFO if status == 400 else logging.ERROR, "inference: %s", message)
-            raise ApiError(status, f"inference failed: {message}") from None
+            error = BadRequest if type(exc).__name__ == "InvalidArgument" else ServerFault
+            level = logging.INFO if error is BadRequest else logging.ERROR
+            log.log(level, "inference: %s", message)
+            raise error(f"inference failed: {message}") from None
 
 
 def quiet_onnxruntime_logs(log_level: str) -> None:

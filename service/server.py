@@ -10,7 +10,8 @@ import uvicorn
 
 from service.app import ServerState, create_app
 from service.cpus import usable_cpu_count
-from service.registry import ModelRegistry
+from service.metrics import ServerMetrics
+from service.registry import ModelRegistry, serve_model
 from service.repository import ModelSourceError, discover_models
 from service.runtime import (
     InferenceExecutor,
@@ -22,7 +23,6 @@ from service.runtime import (
 from service.settings import Settings
 
 log = logging.getLogger("service")
-GRACEFUL_SHUTDOWN_SECONDS = 30
 
 
 def build_state(settings: Settings) -> ServerState:
@@ -32,7 +32,9 @@ def build_state(settings: Settings) -> ServerState:
     quiet_onnxruntime_logs(settings.log_level)
     providers = choose_providers(settings.execution_providers)
     models = [load_model(source, providers, threads) for source in discover_models(settings)]
-    return ServerState(settings, ModelRegistry(models), InferenceExecutor(workers))
+    executor, metrics = InferenceExecutor(workers), ServerMetrics()
+    served = [serve_model(model, settings, executor, metrics) for model in models]
+    return ServerState(settings, ModelRegistry(served), executor, metrics)
 
 
 def _ignore_signal(signum: int, frame: FrameType | None) -> None:
@@ -56,7 +58,7 @@ def serve(settings: Settings) -> int:
         log_config=None,  # keep the logging configured by the caller
         access_log=settings.log_level == "debug",
         server_header=False,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
     )
     server = uvicorn.Server(config)
     # Set only now: Ctrl-C while models load should still stop at once.

@@ -1,17 +1,21 @@
-"""Server configuration from environment variables.
+"""Server configuration from environment variables, each declared once below.
 
-Every setting is parsed and validated once at startup; a bad value raises
-:class:`SettingsError` whose message names the variable and the value, so ``python -m service``
-can stop with one clear line instead of failing later on the first request.
+A setting is a field of :class:`Settings` whose metadata holds its variable name, parser and
+documentation; :func:`load_settings` reads them all, and the README's configuration table is
+:func:`settings_table` (a test keeps the two equal; ``python -m service.settings`` prints
+it). Every value is validated at startup: a bad one raises :class:`SettingsError` naming the
+variable and the value, so ``python -m service`` stops with one clear line instead of failing
+on the first request. Stdlib only: the images' health check imports it.
 """
 
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TypeVar
+from typing import Any
 
 # Short provider names users write in EXECUTION_PROVIDERS -> ONNX Runtime provider names.
 PROVIDER_ALIASES: dict[str, str] = {
@@ -27,49 +31,9 @@ LOG_FORMATS = ("text", "json")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _MODEL_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
-T = TypeVar("T")
-
 
 class SettingsError(ValueError):
     """A configuration value is invalid; the message names the variable and value."""
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Validated server settings (see the README's configuration table)."""
-
-    host: str = "0.0.0.0"
-    port: int = 8000
-    model_repository: Path | None = None
-    model_path: Path | None = None
-    model_name: str | None = None
-    model_sha256: str | None = None
-    execution_providers: tuple[str, ...] = ("CPUExecutionProvider",)
-    intra_op_threads: int | None = None  # None: the CPUs this process may really use
-    inference_workers: int = 1
-    max_batch_size: int = 0  # 0 or 1: dynamic batching off
-    # 0: merge what queued up while the previous run was busy, never wait for company (a
-    # fixed wait only slowed one core down in bench/: docs/OPTIMIZATION.md, finding 4).
-    max_batch_delay_ms: float = 0.0
-    max_body_bytes: int = 64 * 1024 * 1024
-    body_timeout_s: float = 30.0
-    max_inflight: int = 128
-    log_level: str = "info"
-    log_format: str = "text"
-
-    @property
-    def batching_enabled(self) -> bool:
-        return self.max_batch_size > 1
-
-
-def _parse(env: Mapping[str, str], name: str, default: T, convert: Callable[[str], T]) -> T:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        return convert(raw.strip())
-    except (ValueError, TypeError) as exc:
-        raise SettingsError(f"invalid {name}={raw!r}: {exc}") from None
 
 
 def _int_in(low: int, high: int) -> Callable[[str], int]:
@@ -129,41 +93,196 @@ def _model_name(raw: str) -> str:
     return raw
 
 
-def _path(raw: str) -> Path:
-    return Path(raw)
+@dataclass(frozen=True)
+class Setting:
+    """How one field is read from the environment and documented."""
+
+    env: str
+    parse: Callable[[str], Any]
+    doc: str
+    shown_default: str | None  # the README's default column, when not the value itself
+
+
+def setting(
+    env: str,
+    default: Any,
+    parse: Callable[[str], Any],
+    doc: str,
+    shown_default: str | None = None,
+) -> Any:
+    """A Settings field read from `env` with `parse`; `doc` is its README line."""
+    return field(default=default, metadata={"setting": Setting(env, parse, doc, shown_default)})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated server settings: the README's configuration table is made from these."""
+
+    host: str = setting("HOST", "0.0.0.0", str, "Address to listen on.")
+    port: int = setting("PORT", 8000, _int_in(0, 65535), "Port to listen on.")
+    model_repository: Path | None = setting(
+        "MODEL_REPOSITORY",
+        None,
+        Path,
+        "Folder of `<name>/<version>/model.onnx`; several models and versions.",
+        "bundled `models/`",
+    )
+    model_path: Path | None = setting(
+        "MODEL_PATH",
+        None,
+        Path,
+        "One `.onnx` file to serve as version 1 (exclusive with `MODEL_REPOSITORY`).",
+    )
+    model_name: str | None = setting(
+        "MODEL_NAME",
+        None,
+        _model_name,
+        "Model name for `MODEL_PATH`.",
+        "file stem (`…/mlp/1/model.onnx` → `mlp`)",
+    )
+    model_sha256: str | None = setting(
+        "MODEL_SHA256",
+        None,
+        _sha256,
+        "Expected sha256 of the (single) model file; a mismatch stops startup.",
+    )
+    execution_providers: tuple[str, ...] = setting(
+        "EXECUTION_PROVIDERS",
+        ("CPUExecutionProvider",),
+        _providers,
+        "Comma list in order of preference: `cuda`, `tensorrt`, `rocm`, `openvino`, `dnnl`, "
+        "`cpu`. CPU is always added last; an unusable GPU provider logs a WARNING naming the "
+        "fallback. `GET /v2/models/{m}` shows what is really in use.",
+        "`cpu`",
+    )
+    intra_op_threads: int | None = setting(
+        "INTRA_OP_THREADS",
+        None,
+        _int_in(1, 1024),
+        "ONNX Runtime intra-op threads per session. \"Usable\" = CPUs in this process's "
+        "affinity mask, capped by the tightest cgroup quota (`cpu.max` / `cpu.cfs_quota_us`, "
+        "rounded down) from the process's own cgroup (`/proc/self/cgroup`) up to the root, "
+        "not the host's count.",
+        "usable CPUs ÷ `INFERENCE_WORKERS`",
+    )
+    inference_workers: int = setting(
+        "INFERENCE_WORKERS",
+        1,
+        _int_in(1, 64),
+        "Threads running sessions (the event loop never runs inference). Raise it (with fewer "
+        "intra-op threads each) to run several small requests in parallel.",
+    )
+    max_batch_size: int = setting(
+        "MAX_BATCH_SIZE",
+        0,
+        _int_in(0, 65536),
+        "Dynamic batching when > 1: concurrent requests to a model whose inputs and outputs "
+        "all have a variable first dimension are merged into one session run of at most this "
+        "many rows and split back exactly. Such a model's `/config` shows it as "
+        "`max_batch_size`, and, as in Triton, a single request of more rows gets 400. If a "
+        "merged run fails (e.g. one request's index is out of range), each of its requests is "
+        "run alone, so only the bad one gets the error.",
+        "`0` (off)",
+    )
+    # 0: merge what queued up while the previous run was busy, never wait for company (a
+    # fixed wait only slowed one core down in bench/: docs/OPTIMIZATION.md, finding 4).
+    max_batch_delay_ms: float = setting(
+        "MAX_BATCH_DELAY_MS",
+        0.0,
+        _float_in(0.0, 60_000.0),
+        "How long the first request of a batch waits for company (0 to 60000). A batch starts "
+        "only when an inference worker is free, so under load batches fill up by themselves; "
+        "with the default 0 nothing ever waits (measured best on small CPU budgets: "
+        "docs/OPTIMIZATION.md). Raise it only when many cores make runs short and requests "
+        "sparse.",
+        "`0`",
+    )
+    max_body_bytes: int = setting(
+        "MAX_BODY_BYTES",
+        64 * 1024 * 1024,
+        _int_in(1024, 2**40),
+        "Larger request bodies get 413 before they are buffered.",
+        "`67108864` (64 MiB)",
+    )
+    body_timeout_s: float = setting(
+        "BODY_TIMEOUT_S",
+        30.0,
+        _float_in(0.001, 3600.0),
+        "The whole request body must arrive within this many seconds (0.001 to 3600) of the "
+        "request being admitted, else 408: a stalled upload cannot hold a `MAX_INFLIGHT` slot "
+        "or delay shutdown for longer.",
+        "`30`",
+    )
+    max_inflight: int = setting(
+        "MAX_INFLIGHT",
+        128,
+        _int_in(1, 1_000_000),
+        "Inference requests handled at once; more get 503 with `Retry-After: 1` at once "
+        "instead of queueing without bound. Health, metadata and metrics are not limited.",
+    )
+    shutdown_timeout_s: int = setting(
+        "SHUTDOWN_TIMEOUT_S",
+        30,
+        _int_in(0, 3600),
+        "On SIGTERM/SIGINT, how long in-flight requests may take to finish before the server "
+        "exits anyway. Give the container runtime longer (`docker stop -t`, Kubernetes "
+        "`terminationGracePeriodSeconds`).",
+    )
+    log_level: str = setting(
+        "LOG_LEVEL",
+        "info",
+        _choice(LOG_LEVELS),
+        "`debug` (also enables access logs), `info`, `warning`, `error`, `critical`.",
+    )
+    log_format: str = setting(
+        "LOG_FORMAT",
+        "text",
+        _choice(LOG_FORMATS),
+        "`text`, or `json` for one JSON object per line (`time`, `level`, `logger`, "
+        "`message`).",
+    )
+
+    @property
+    def batching_enabled(self) -> bool:
+        return self.max_batch_size > 1
+
+
+def declared() -> list[tuple[str, Setting, Any]]:
+    """(field name, its Setting, its default) for every setting, in declaration order."""
+    return [(f.name, f.metadata["setting"], f.default) for f in fields(Settings)]
 
 
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Read and validate all settings from ``env`` (normally ``os.environ``)."""
-    settings = Settings(
-        host=_parse(env, "HOST", Settings.host, str),
-        port=_parse(env, "PORT", Settings.port, _int_in(0, 65535)),
-        model_repository=_parse(env, "MODEL_REPOSITORY", None, _path),
-        model_path=_parse(env, "MODEL_PATH", None, _path),
-        model_name=_parse(env, "MODEL_NAME", None, _model_name),
-        model_sha256=_parse(env, "MODEL_SHA256", None, _sha256),
-        execution_providers=_parse(
-            env, "EXECUTION_PROVIDERS", Settings.execution_providers, _providers
-        ),
-        intra_op_threads=_parse(env, "INTRA_OP_THREADS", None, _int_in(1, 1024)),
-        inference_workers=_parse(
-            env, "INFERENCE_WORKERS", Settings.inference_workers, _int_in(1, 64)
-        ),
-        max_batch_size=_parse(env, "MAX_BATCH_SIZE", Settings.max_batch_size, _int_in(0, 65536)),
-        max_batch_delay_ms=_parse(
-            env, "MAX_BATCH_DELAY_MS", Settings.max_batch_delay_ms, _float_in(0.0, 60_000.0)
-        ),
-        max_body_bytes=_parse(env, "MAX_BODY_BYTES", Settings.max_body_bytes, _int_in(1024, 2**40)),
-        body_timeout_s=_parse(
-            env, "BODY_TIMEOUT_S", Settings.body_timeout_s, _float_in(0.001, 3600.0)
-        ),
-        max_inflight=_parse(env, "MAX_INFLIGHT", Settings.max_inflight, _int_in(1, 1_000_000)),
-        log_level=_parse(env, "LOG_LEVEL", Settings.log_level, _choice(LOG_LEVELS)),
-        log_format=_parse(env, "LOG_FORMAT", Settings.log_format, _choice(LOG_FORMATS)),
-    )
+    values: dict[str, Any] = {}
+    for name, spec, _ in declared():
+        raw = env.get(spec.env)
+        if raw is None or raw.strip() == "":
+            continue
+        try:
+            values[name] = spec.parse(raw.strip())
+        except (ValueError, TypeError) as exc:
+            raise SettingsError(f"invalid {spec.env}={raw!r}: {exc}") from None
+    settings = Settings(**values)
     if settings.model_path is not None and settings.model_repository is not None:
         raise SettingsError(
             f"set only one of MODEL_PATH={str(settings.model_path)!r} and "
             f"MODEL_REPOSITORY={str(settings.model_repository)!r}"
         )
     return settings
+
+
+def settings_table() -> str:
+    """The README's configuration table (Markdown), made from the declarations above."""
+    rows = ["| Variable | Default | Meaning |", "|---|---|---|"]
+    for _, spec, default in declared():
+        if spec.shown_default is not None:
+            shown = spec.shown_default
+        else:
+            shown = "unset" if default is None else f"`{default}`"
+        rows.append(f"| `{spec.env}` | {shown} | {spec.doc} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(settings_table() + "\n")

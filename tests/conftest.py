@@ -4,12 +4,12 @@ Tests marked `docker` need an engine: without one they are skipped, or FAIL when
 REQUIRE_DOCKER=1 (CI sets it), so a broken CI machine cannot pass by skipping.
 
     def test_x(built_image, start_container):      # marked docker
-        container = start_container(built_image("optimized"), "--read-only")
+        container = start_container(built_image(Variant.cpu), "--read-only")
         container.wait_healthy()                     # Docker's own HEALTHCHECK says healthy
         ...                                          # talk to it at container.url (127.0.0.1:PORT)
 
 Everything this creates is named `images-…`; containers are removed after each test.
-Images are built with BuildKit (Debian's /usr/bin/docker), the build args in BUILD_ARGS and
+Images are built with BuildKit (docker_cli.build_command), the build args in METADATA and
 the `ca_bundle` secret = this host's CA bundle plus LEAK_CANARY lines, so tests can prove the
 secret reached pip (the build downloads through the proxy) but no layer. The helpers and
 constants live in tests/images/docker_support.py.
@@ -24,23 +24,21 @@ from pathlib import Path
 
 import pytest
 
+from onnx_serving import docker_cli
+from onnx_serving.images import CONTAINER_PORT
+from onnx_serving.local import base_image as base_image_of
+from onnx_serving.variants import Variant
 from tests.images.docker_support import (
-    BASE_IMAGE,
-    BUILD_ARGS,
-    CONTAINER_PORT,
+    BASE_IMAGES,
     IMAGE_REPOSITORY,
     LEAK_CANARY,
     REPO,
-    VARIANTS,
     Container,
     Docker,
-    docker_binary,
     docker_problem,
     host_ca_bundle,
     unique_name,
 )
-
-__all__ = ["BUILD_ARGS"]  # imported from here by tests/security (kept for them)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -61,25 +59,27 @@ def docker() -> Docker:
         if os.environ.get("REQUIRE_DOCKER") == "1":
             pytest.fail(f"REQUIRE_DOCKER=1 but {problem}", pytrace=False)
         pytest.skip(problem)
-    binary = docker_binary()
+    binary = docker_cli.docker_binary()
     assert binary is not None
-    return Docker(binary, {**os.environ, "DOCKER_BUILDKIT": "1", "DOCKER": binary})
+    return Docker(binary, {**docker_cli.docker_env(), "DOCKER": binary})
 
 
 @pytest.fixture(scope="session")
 def base_image(docker: Docker) -> str:
-    """BASE_IMAGE present locally: already there, pulled, or a Debian stand-in built."""
-    result = subprocess.run(
-        ["scripts/ensure_base_image.sh", BASE_IMAGE],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env=docker.env,
-        cwd=REPO,
-    )
-    if result.returncode != 0:
-        pytest.fail(f"ensure_base_image.sh failed:\n{result.stderr[-3000:]}", pytrace=False)
-    return BASE_IMAGE
+    """The base images the Dockerfiles start FROM, present locally: already there, pulled, or
+    a Debian stand-in built. Returns the cpu variant's."""
+    for image in BASE_IMAGES:
+        result = subprocess.run(
+            ["scripts/ensure_base_image.sh", image],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            env=docker.env,
+            cwd=REPO,
+        )
+        if result.returncode != 0:
+            pytest.fail(f"ensure_base_image.sh failed:\n{result.stderr[-3000:]}", pytrace=False)
+    return base_image_of(Variant.cpu)
 
 
 @pytest.fixture(scope="session")
@@ -93,15 +93,15 @@ def build_secret(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def built_image(docker: Docker, base_image: str, build_secret: Path) -> Callable[[str], str]:
+def built_image(
+    docker: Docker, base_image: str, build_secret: Path
+) -> Callable[[Variant], str]:
     """built_image(variant) -> tag; each image is built at most once per session."""
-    tags: dict[str, str] = {}
+    tags: dict[Variant, str] = {}
 
-    def build(variant: str) -> str:
-        if variant not in VARIANTS:
-            raise ValueError(f"unknown image variant {variant!r}; expected one of {VARIANTS}")
+    def build(variant: Variant) -> str:
         if variant not in tags:
-            tag = f"{IMAGE_REPOSITORY}:test-{variant}"
+            tag = f"{IMAGE_REPOSITORY}:test-{variant.value}"
             docker.build(variant, tag, build_secret)
             tags[variant] = tag
         return tags[variant]

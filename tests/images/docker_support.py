@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import shutil
 import ssl
 import subprocess
 import time
@@ -19,38 +18,36 @@ from pathlib import Path
 
 import pytest
 
+from onnx_serving import docker_cli
+from onnx_serving.images import ImageMetadata
+from onnx_serving.local import base_image
+from onnx_serving.variants import Variant
+
 REPO = Path(__file__).resolve().parents[2]
-BASE_IMAGE = "python:3.11-slim-bookworm"
 IMAGE_REPOSITORY = "images-onnx-serving"  # local tags: images-onnx-serving:test-<variant>
-VARIANTS = ("basic", "optimized", "gpu", "dev")
-CONTAINER_PORT = 8000
+VARIANTS = tuple(Variant)
 # Distinctive values, so the label test proves the args (not the defaults) reached the image.
-BUILD_ARGS = {
-    "VERSION": "0.0.0-test.1",
-    "REVISION": "0123456789abcdef0123456789abcdef01234567",
-    "CREATED": "2026-01-02T03:04:05Z",
-    "SOURCE_URL": "https://example.invalid/onnx-serving",
-}
+METADATA = ImageMetadata(
+    version="0.0.0-test.1",
+    revision="0123456789abcdef0123456789abcdef01234567",
+    created="2026-01-02T03:04:05Z",
+    source_url="https://example.invalid/onnx-serving",
+)
+BUILD_ARGS = METADATA.build_args()
+BASE_IMAGES = sorted({base_image(v) for v in Variant})
 # Stable across sessions (cached layers from an earlier run are checked for it too), and
 # computed here rather than written out, so no file of the repo contains it literally.
 LEAK_CANARY = (
     "onnx-serving-secret-canary-" + hashlib.sha256(b"images: never in a layer").hexdigest()[:32]
 )
-BUILD_TIMEOUT_S = {"gpu": 1800}  # 2.5 GB of CUDA wheels on a cold cache; others: 900
+BUILD_TIMEOUT_S = {Variant.gpu: 1800}  # 2.5 GB of CUDA wheels on a cold cache; others: 900
 HEALTHY_TIMEOUT_S = 180
-
-
-def docker_binary() -> str | None:
-    # Debian's client has BuildKit built in; the newer /usr/local one lacks buildx.
-    if Path("/usr/bin/docker").exists():
-        return "/usr/bin/docker"
-    return shutil.which("docker")
 
 
 @functools.cache
 def docker_problem() -> str | None:
     """Why the Docker engine cannot be used here, or None when it can."""
-    binary = docker_binary()
+    binary = docker_cli.docker_binary()
     if binary is None:
         return "no docker client on this machine"
     try:
@@ -97,21 +94,12 @@ class Docker:
     def output(self, *args: str, timeout: float = 120) -> str:
         return self.run(*args, timeout=timeout).stdout.strip()
 
-    def build(self, variant: str, tag: str, secret_file: Path) -> None:
-        args = [f"--build-arg={k}={v}" for k, v in BUILD_ARGS.items()]
-        self.run(
-            "build",
-            "--progress=plain",
-            "--file",
-            f"dockerfiles/Dockerfile.{variant}",
-            "--tag",
-            tag,
-            "--secret",
-            f"id=ca_bundle,src={secret_file}",
-            *args,
-            ".",
-            timeout=BUILD_TIMEOUT_S.get(variant, 900),
+    def build(self, variant: Variant, tag: str, secret_file: Path) -> None:
+        """The build scripts/ and bench/ run, with METADATA and `secret_file` as ca_bundle."""
+        command = docker_cli.build_command(
+            self.binary, variant, tag, METADATA, ca_bundle=secret_file
         )
+        self.run(*command[1:], timeout=BUILD_TIMEOUT_S.get(variant, 900))
 
 
 @dataclass

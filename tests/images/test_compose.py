@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from onnx_serving.variants import Variant
 from tests.images.docker_support import REPO, Docker, host_ca_bundle
 from tests.images.serving import run_smoke
 
@@ -82,9 +83,9 @@ class Compose:
 
 @pytest.fixture
 def compose(
-    compose_env: dict[str, str], docker: Docker, built_image: Callable[[str], str]
+    compose_env: dict[str, str], docker: Docker, built_image: Callable[[Variant], str]
 ) -> Iterator[Compose]:
-    built_image("optimized")  # compose builds the same Dockerfile: its layers come cached
+    built_image(Variant.cpu)  # compose builds the same Dockerfile: its layers come cached
     run = Compose(
         {
             **compose_env,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from onnx_serving.variants import Variant
 from tests.images.docker_support import REPO, Container
 from tests.images.serving import run_smoke
 
@@ -27,7 +28,7 @@ def wait_for_restarts(container: Container, count: int, timeout_s: float = 120) 
 
 
 def test_dev_image_restarts_server_on_source_change(
-    built_image: Callable[[str], str],
+    built_image: Callable[[Variant], str],
     start_container: Callable[..., Container],
     tmp_path: Path,
 ) -> None:
@@ -35,7 +36,7 @@ def test_dev_image_restarts_server_on_source_change(
     shutil.copytree(REPO / "service", source, ignore=shutil.ignore_patterns("__pycache__"))
     source.chmod(0o755)
     container = start_container(
-        built_image("dev"), "--read-only", "--volume", f"{source}:/app/service:ro"
+        built_image(Variant.dev), "--read-only", "--volume", f"{source}:/app/service:ro"
     )
     container.wait_healthy()
     wait_for_restarts(container, 1)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from service.settings import Settings
 from tests.images.docker_support import REPO
 
 
@@ -27,6 +28,7 @@ def test_lock_script_keeps_the_locks_when_a_compile_fails(tmp_path: Path) -> Non
     (tmp_path / "scripts").mkdir()
     shutil.copy2(REPO / "scripts/lock.sh", tmp_path / "scripts/lock.sh")
     shutil.copy2(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
+    shutil.copytree(REPO / "ci/src/onnx_serving", tmp_path / "ci/src/onnx_serving")  # the table
     shutil.copytree(REPO / "requirements", tmp_path / "requirements")
     (tmp_path / ".venv").symlink_to(Path(sys.executable).parent.parent)
     uv = tmp_path / "fake-uv"
@@ -85,8 +87,9 @@ def test_ensure_base_image_says_when_no_debian_mirror_is_found(tmp_path: Path) -
 
 
 def test_serve_runs_the_container_with_the_server_grace_period(tmp_path: Path) -> None:
-    """`docker stop` must wait the server's 30 s graceful shutdown (Docker's default: 10 s).
-    The fake client has every image and builds anything; `run` records its arguments."""
+    """`docker stop` must wait longer than the server's graceful shutdown (Docker's default,
+    10 s, is shorter). The fake client has every image and builds anything; `run` records
+    its arguments."""
     calls = tmp_path / "calls"
     docker = executable(
         tmp_path / "docker",
@@ -109,4 +112,5 @@ def test_serve_runs_the_container_with_the_server_grace_period(tmp_path: Path) -
     runs = [line.split() for line in calls.read_text().splitlines() if line.startswith("run ")]
     assert len(runs) == 1, calls.read_text() + done.stderr
     assert "--stop-timeout" in runs[0], runs[0]
-    assert runs[0][runs[0].index("--stop-timeout") + 1] == "30", runs[0]
+    stop_timeout = int(runs[0][runs[0].index("--stop-timeout") + 1])
+    assert stop_timeout > Settings().shutdown_timeout_s, runs[0]

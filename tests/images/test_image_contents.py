@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from bench.image_report import SIZE_BUDGET, measure_sizes, size_table
-from tests.images.docker_support import BASE_IMAGE, BUILD_ARGS, LEAK_CANARY, REPO, VARIANTS, Docker
+from onnx_serving.variants import Variant
+from tests.images.docker_support import BUILD_ARGS, LEAK_CANARY, REPO, VARIANTS, Docker
 from tests.images.image_files import scan_image
 
 pytestmark = pytest.mark.docker
@@ -23,13 +24,12 @@ LABEL_ARGS = {
     "org.opencontainers.image.source": "SOURCE_URL",
 }
 FIXED_LABELS = ("title", "description", "licenses")
-SINGLE_STAGE = ("basic", "dev")
 
 
 @pytest.mark.timeout(2400)
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_oci_labels_carry_the_build_args(
-    variant: str, docker: Docker, built_image: Callable[[str], str]
+    variant: Variant, docker: Docker, built_image: Callable[[Variant], str]
 ) -> None:
     labels = json.loads(
         docker.output(
@@ -46,7 +46,7 @@ def test_oci_labels_carry_the_build_args(
 @pytest.mark.timeout(2400)
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_build_secret_is_in_no_layer_and_not_in_history(
-    variant: str, docker: Docker, built_image: Callable[[str], str], build_secret: Path
+    variant: Variant, docker: Docker, built_image: Callable[[Variant], str], build_secret: Path
 ) -> None:
     tag = built_image(variant)
     assert LEAK_CANARY in build_secret.read_text()  # the secret the build really mounted
@@ -57,7 +57,7 @@ def test_build_secret_is_in_no_layer_and_not_in_history(
     assert findings == [], findings
 
     history = docker.output("history", "--no-trunc", "--format", "{{.CreatedBy}}", tag)
-    if variant in SINGLE_STAGE:  # multi-stage: pip ran in the builder, not in this history
+    if variant is Variant.basic:  # multi-stage: pip ran in a venv stage, not in this history
         assert "/run/secrets/ca_bundle" in history  # the secret was wired in...
     assert LEAK_CANARY not in history  # ...but neither its content
     assert str(build_secret) not in history  # nor its host path
@@ -92,14 +92,14 @@ def test_secret_scan_detects_a_planted_secret(docker: Docker, base_image: str) -
 
 @pytest.mark.timeout(2400)
 def test_size_table_and_optimized_budget(
-    built_image: Callable[[str], str], capsys: pytest.CaptureFixture[str]
+    built_image: Callable[[Variant], str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    tags = {variant: built_image(variant) for variant in ("basic", "optimized", "gpu")}
-    sizes = measure_sizes(tags, BASE_IMAGE)
+    tags = {variant: built_image(variant) for variant in Variant}
+    sizes = measure_sizes(tags)
     with capsys.disabled():  # the table belongs in the test log, not only on failure
         print("\n" + size_table(sizes))
-    assert sizes.ratio("optimized") <= SIZE_BUDGET, size_table(sizes)
-    assert sizes.images["optimized"] < sizes.images["basic"], size_table(sizes)
+    assert sizes.ratio(Variant.cpu) <= SIZE_BUDGET, size_table(sizes)
+    assert sizes.images[Variant.cpu] < sizes.images[Variant.basic], size_table(sizes)
 
 
 def test_ensure_base_image_rejects_an_image_it_cannot_provide(docker: Docker) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bench.image_report import Build, Sizes, parse_plain_progress, size_table
+from onnx_serving.variants import Variant
 
 # Shape of `docker build --progress=plain` output (BuildKit 0.8, Docker 20.10) for a rebuild
 # after a code edit: the dependency step is CACHED, the code steps ran.
@@ -40,7 +41,7 @@ def test_a_rerun_dependency_step_is_reported() -> None:
 
 
 def test_size_table_ratios() -> None:
-    sizes = Sizes(base=100_000_000, venv=150_000_000, images={"optimized": 262_500_000})
+    sizes = Sizes(base=100_000_000, venv=150_000_000, images={Variant.cpu: 262_500_000})
     assert sizes.lower_bound == 250_000_000
-    assert sizes.ratio("optimized") == 1.05
-    assert "| optimized image | 262 MB | 1.05 (budget <= 1.10) |" in size_table(sizes)
+    assert sizes.ratio(Variant.cpu) == 1.05
+    assert "| cpu image | 262 MB | 1.05 (budget <= 1.10) |" in size_table(sizes)

@@ -10,19 +10,20 @@ from collections.abc import Callable
 
 import pytest
 
+from onnx_serving.images import IMAGE_UID, MODEL_DIR
+from onnx_serving.variants import Variant
 from tests.images.docker_support import REPO, VARIANTS, Container
 from tests.images.serving import model_metadata, run_smoke
 
 pytestmark = pytest.mark.docker
 
-APP_UID = "10001"
 
 
 @pytest.mark.timeout(2400)
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_image_serves_read_only_as_non_root_and_stops_on_sigterm(
-    variant: str,
-    built_image: Callable[[str], str],
+    variant: Variant,
+    built_image: Callable[[Variant], str],
     start_container: Callable[..., Container],
 ) -> None:
     # No tmpfs either: the server must need no writable path at all.
@@ -33,9 +34,9 @@ def test_image_serves_read_only_as_non_root_and_stops_on_sigterm(
     assert smoke.returncode == 0, smoke.stdout + smoke.stderr
     assert smoke.stdout.startswith("smoke: OK"), smoke.stdout
 
-    assert container.exec("id", "-u") == APP_UID
+    assert container.exec("id", "-u") == str(IMAGE_UID)
     user = container.docker.output("inspect", "--format", "{{.Config.User}}", container.name)
-    assert user.split(":")[0] == APP_UID
+    assert user.split(":")[0] == str(IMAGE_UID)
 
     # Exec-form entrypoint: the server itself gets SIGTERM and exits 0 (a shell as PID 1
     # would swallow it and be SIGKILLed after the grace period: exit 137).
@@ -43,9 +44,9 @@ def test_image_serves_read_only_as_non_root_and_stops_on_sigterm(
 
 
 def test_smoke_client_fails_clearly_on_unknown_model(
-    built_image: Callable[[str], str], start_container: Callable[..., Container]
+    built_image: Callable[[Variant], str], start_container: Callable[..., Container]
 ) -> None:
-    container = start_container(built_image("optimized"))
+    container = start_container(built_image(Variant.cpu))
     container.wait_healthy()
     smoke = run_smoke(container.url, "no-such-model", "--timeout", "2")
     assert smoke.returncode == 1
@@ -54,9 +55,9 @@ def test_smoke_client_fails_clearly_on_unknown_model(
 
 @pytest.mark.timeout(2400)
 def test_gpu_image_without_gpu_falls_back_to_cpu_loudly(
-    built_image: Callable[[str], str], start_container: Callable[..., Container]
+    built_image: Callable[[Variant], str], start_container: Callable[..., Container]
 ) -> None:
-    container = start_container(built_image("gpu"), "--read-only")
+    container = start_container(built_image(Variant.gpu), "--read-only")
     container.wait_healthy()
     env = container.docker.output("inspect", "--format", "{{json .Config.Env}}", container.name)
     assert "EXECUTION_PROVIDERS=cuda,cpu" in json.loads(env)
@@ -76,7 +77,7 @@ def test_gpu_image_without_gpu_falls_back_to_cpu_loudly(
 
 
 def test_model_volume_overrides_baked_model(
-    built_image: Callable[[str], str],
+    built_image: Callable[[Variant], str],
     start_container: Callable[..., Container],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
@@ -89,7 +90,7 @@ def test_model_volume_overrides_baked_model(
     for path in repository.rglob("*"):
         path.chmod(0o755 if path.is_dir() else 0o644)
     container = start_container(
-        built_image("optimized"), "--read-only", "--volume", f"{repository}:/models:ro"
+        built_image(Variant.cpu), "--read-only", "--volume", f"{repository}:{MODEL_DIR}:ro"
     )
     container.wait_healthy()
     smoke = run_smoke(container.url, "classifier")

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from onnx_serving.variants import Variant
 from tests.images.docker_support import Container, Docker
 from tests.images.serving import run_smoke
 
@@ -34,12 +35,12 @@ def registry_repository(docker: Docker) -> Iterator[str]:
 
 def test_push_pull_by_digest_and_run(
     docker: Docker,
-    built_image: Callable[[str], str],
+    built_image: Callable[[Variant], str],
     registry_repository: str,
     start_container: Callable[..., Container],
 ) -> None:
     ref = f"{registry_repository}:{uuid.uuid4().hex[:8]}"
-    docker.run("tag", built_image("optimized"), ref)
+    docker.run("tag", built_image(Variant.cpu), ref)
     pushed = docker.output("push", ref, timeout=600)
     match = re.search(r"digest: (sha256:[0-9a-f]{64})", pushed)
     assert match, pushed

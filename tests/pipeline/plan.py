@@ -74,6 +74,12 @@ def names(chain: list[Call]) -> list[str]:
     return [c.name for c in chain]
 
 
+def dockerfile_target(build: Call | dict[str, Any]) -> tuple[str, str]:
+    """(Dockerfile, target) of a `dockerBuild` call or its arguments; "" for no target."""
+    args = build.args if isinstance(build, Call) else build
+    return str(args["dockerfile"]), str(args.get("target", ""))
+
+
 def render(value: Any) -> str:
     """The plan as text, nested objects expanded, secrets opaque as the engine sees them.
 

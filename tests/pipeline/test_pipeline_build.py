@@ -8,34 +8,37 @@ from typing import Any
 from dagger import dag
 
 from .conftest import make_module
-from .plan import FakeEngine, calls, find, names, only, render
+from .plan import REPO, FakeEngine, calls, dockerfile_target, find, names, only, render
 
 PEM = "-----BEGIN CERTIFICATE-----\nMIIB-unit-test-ca-7f3a\n-----END CERTIFICATE-----\n"
 
 
-def test_cpu_build_is_the_optimized_dockerfile_for_the_engine_platform(
+def test_cpu_build_is_the_cpu_target_for_the_engine_platform(
     module: Any, engine: FakeEngine
 ) -> None:
     chain = calls(asyncio.run(module.build()))
     assert names(chain) == ["host", "directory", "dockerBuild"]
     build = chain[-1].args
-    assert build["dockerfile"] == "dockerfiles/Dockerfile.optimized"
+    assert dockerfile_target(build) == ("dockerfiles/Dockerfile", "cpu")
     assert "platform" not in build  # None: the engine's own platform, no emulation
-    assert build["buildArgs"] == [{"name": "VERSION", "value": "0.0.0-dev"}]
+    # No VERSION arg: the image gets the Dockerfile's default version label, 0.0.0-dev.
+    assert "buildArgs" not in build
+    dockerfile = (REPO / "dockerfiles/Dockerfile").read_text()
+    assert "ARG VERSION=0.0.0-dev " in dockerfile
     assert "secrets" not in build
     assert engine.queries == []  # building a plan sends nothing
 
 
 def test_gpu_build_is_the_gpu_dockerfile_for_amd64(module: Any, engine: FakeEngine) -> None:
     build = only(calls(asyncio.run(module.build(variant="gpu"))), "dockerBuild").args
-    assert build["dockerfile"] == "dockerfiles/Dockerfile.gpu"
+    assert dockerfile_target(build) == ("dockerfiles/Dockerfile", "gpu")
     assert build["platform"] == "linux/amd64"
 
 
 def test_cpu_build_for_arm64(module: Any, engine: FakeEngine) -> None:
     build = only(calls(asyncio.run(module.build(platform="linux/arm64"))), "dockerBuild").args
     assert build["platform"] == "linux/arm64"
-    assert build["dockerfile"] == "dockerfiles/Dockerfile.optimized"
+    assert dockerfile_target(build) == ("dockerfiles/Dockerfile", "cpu")
 
 
 def test_label_build_args_come_from_the_module_options(engine: FakeEngine) -> None:
@@ -83,9 +86,9 @@ def test_every_variant_build_gets_the_same_secret(engine: FakeEngine) -> None:
 def test_serve_runs_the_image_entrypoint_on_port_8000(module: Any, engine: FakeEngine) -> None:
     chain = calls(asyncio.run(module.serve()))
     assert names(chain) == ["host", "directory", "dockerBuild", "withExposedPort", "asService"]
-    assert chain[2].args["dockerfile"] == "dockerfiles/Dockerfile.optimized"
+    assert dockerfile_target(chain[2]) == ("dockerfiles/Dockerfile", "cpu")
     assert chain[3].args == {"port": 8000}
     assert chain[4].args == {"useEntrypoint": True}
     gpu = calls(asyncio.run(module.serve(variant="gpu")))
-    assert gpu[2].args["dockerfile"] == "dockerfiles/Dockerfile.gpu"
+    assert dockerfile_target(gpu[2]) == ("dockerfiles/Dockerfile", "gpu")
     assert engine.queries == []

@@ -15,12 +15,10 @@ from dagger import dag
 
 from onnx_serving import commands, trivy
 from onnx_serving.toolbox import dev_requirements
-from onnx_serving.variants import ALL_DOCKERFILES
+from onnx_serving.variants import ALL_DOCKERFILES, PUBLISHED
 
 from .conftest import make_module
-from .plan import REPO, Call, FakeEngine, calls, fake_engine, find, names, only
-
-DEV = "dockerfiles/Dockerfile.dev"
+from .plan import REPO, Call, FakeEngine, calls, dockerfile_target, fake_engine, find, names, only
 
 
 def _exec_args(chain: list[Call]) -> list[list[str]]:
@@ -32,7 +30,7 @@ DEV_TOOLS = commands.pip_install_command(dev_requirements((REPO / "pyproject.tom
 
 def _assert_dev_checkout(chain: list[Call]) -> None:
     """The check container: dev image + the pyproject dev tools + the checkout over /app."""
-    assert only(chain, "dockerBuild").args["dockerfile"] == DEV
+    assert dockerfile_target(only(chain, "dockerBuild")) == ("dockerfiles/Dockerfile", "dev")
     assert [c.args["name"] for c in find(chain, "withUser")] == ["root", "10001"]
     install = names(chain).index("withExec")
     assert chain[install].args["args"] == DEV_TOOLS  # as root, before the checkout is mounted
@@ -71,7 +69,7 @@ def test_test_runs_unit_tests_then_the_smoke_client_against_the_image(
     binding = only(smoke, "withServiceBinding").args
     assert binding["alias"] == "server"
     server = calls(binding["service"])
-    assert only(server, "dockerBuild").args["dockerfile"] == "dockerfiles/Dockerfile.optimized"
+    assert dockerfile_target(only(server, "dockerBuild")) == ("dockerfiles/Dockerfile", "cpu")
     assert names(server)[-2:] == ["withExposedPort", "asService"]
     assert server[-1].args == {"useEntrypoint": True}
     assert _check_execs(smoke) == [commands.smoke_command("server:8000")]
@@ -85,7 +83,7 @@ def test_lint_runs_each_linter_in_the_dev_image(module: Any, engine: FakeEngine)
         commands.ruff_command(),
         commands.mypy_command(),
         commands.hadolint_command(dockerfiles),
-        commands.zizmor_command(".github/workflows"),
+        commands.zizmor_command(".github"),
         commands.workflow_check_command(),
     ]
     ran = []
@@ -140,7 +138,7 @@ def _scan_engine(report: str) -> Any:
 
 def test_scan_runs_trivy_on_the_image_tarball_with_a_cached_db(module: Any) -> None:
     with _scan_engine(_report(_vulnerability("MEDIUM", fixed="1.0.1"))) as engine:
-        out = asyncio.run(module.scan())
+        out = asyncio.run(module.scan(variant="cpu"))
     ignore_file, scan = engine.queries
     assert names(ignore_file)[-2:] == ["file", "contents"]
     assert ignore_file[-2].args == {"path": ".trivyignore.yaml"}
@@ -150,7 +148,7 @@ def test_scan_runs_trivy_on_the_image_tarball_with_a_cached_db(module: Any) -> N
     tarball = only(scan, "withMountedFile").args
     assert tarball["path"] == "/scan/image.tar"
     image = calls(tarball["source"])
-    assert only(image, "dockerBuild").args["dockerfile"] == "dockerfiles/Dockerfile.optimized"
+    assert dockerfile_target(only(image, "dockerBuild")) == ("dockerfiles/Dockerfile", "cpu")
     assert image[-1].name == "asTarball"
     cache = only(scan, "withMountedCache").args
     assert cache["path"] == "/cache/trivy"
@@ -165,6 +163,23 @@ def test_scan_runs_trivy_on_the_image_tarball_with_a_cached_db(module: Any) -> N
         ),
     ]
     assert out.startswith("trivy gate PASS")  # MEDIUM is below HIGH,CRITICAL
+
+
+def test_scan_without_a_variant_scans_every_published_variant(module: Any) -> None:
+    """`dagger check` and the weekly scan call `scan` without arguments: the table decides."""
+    with _scan_engine(_report(_vulnerability("LOW", fixed="1.0.1"))) as engine:
+        out = asyncio.run(module.scan())
+    reports = [q for q in engine.queries if q[-2].args.get("path") == "/scan/report.json"]
+    scanned = [
+        dockerfile_target(only(calls(only(q, "withMountedFile").args["source"]), "dockerBuild"))
+        for q in reports
+    ]
+    assert scanned == [("dockerfiles/Dockerfile", v.spec.target) for v in PUBLISHED]
+    assert scanned == [("dockerfiles/Dockerfile", "cpu"), ("dockerfiles/Dockerfile", "gpu")]
+    assert [line.split(":")[1] for line in out.splitlines() if "gate PASS" in line] == [
+        " cpu image at HIGH,CRITICAL",
+        " gpu image at HIGH,CRITICAL",
+    ]
 
 
 def test_scan_fails_at_the_severity_gate(module: Any) -> None:
@@ -189,7 +204,7 @@ def test_sbom_is_trivy_cyclonedx_of_the_tarball(module: Any, engine: FakeEngine)
     chain = calls(sbom)
     assert only(chain, "from").args == {"address": trivy.TRIVY_IMAGE}
     image = calls(only(chain, "withMountedFile").args["source"])
-    assert only(image, "dockerBuild").args["dockerfile"] == "dockerfiles/Dockerfile.gpu"
+    assert dockerfile_target(only(image, "dockerBuild")) == ("dockerfiles/Dockerfile", "gpu")
     assert _exec_args(chain) == [trivy.sbom_command("/scan/image.tar", "/scan/sbom.cdx.json")]
     assert chain[-1].name == "file" and chain[-1].args == {"path": "/scan/sbom.cdx.json"}
     assert engine.queries == []  # a File is returned, nothing ran yet
@@ -200,7 +215,7 @@ def test_benchmark_loads_the_served_image(module: Any, engine: FakeEngine) -> No
     [query] = _check_runs(engine)
     _assert_dev_checkout(query)
     server = calls(only(query, "withServiceBinding").args["service"])
-    assert only(server, "dockerBuild").args["dockerfile"] == "dockerfiles/Dockerfile.optimized"
+    assert dockerfile_target(only(server, "dockerBuild")) == ("dockerfiles/Dockerfile", "cpu")
     assert _check_execs(query) == [
         commands.loadgen_command("server:8000", requests=300, concurrency=4, batch=32)
     ]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import subprocess
 import sys
 import tomllib
 
 from onnx_serving.main import SOURCE_IGNORE, OnnxServing
-from onnx_serving.variants import ALL_DOCKERFILES, DEV_DOCKERFILE, VARIANTS
+from onnx_serving.variants import ALL_DOCKERFILES, Variant
 
 from .plan import REPO, SDK_VERSION, module_functions
 
@@ -42,7 +43,17 @@ def test_ci_project_points_the_runtime_at_the_main_object() -> None:
 def test_every_dockerfile_is_known_to_the_pipeline() -> None:
     on_disk = sorted(p.relative_to(REPO).as_posix() for p in REPO.glob("dockerfiles/Dockerfile*"))
     assert sorted(ALL_DOCKERFILES) == on_disk
-    assert {v.dockerfile for v in VARIANTS.values()} | {DEV_DOCKERFILE} <= set(on_disk)
+    assert {v.spec.dockerfile for v in Variant} == set(on_disk)
+
+
+def test_every_variant_names_a_stage_of_its_dockerfile() -> None:
+    for variant in Variant:
+        text = (REPO / variant.spec.dockerfile).read_text()
+        stages = re.findall(r"^FROM \S+ AS (\S+)$", text, re.MULTILINE)
+        if variant.spec.target:
+            assert variant.spec.target in stages, (variant, stages)
+        else:
+            assert stages == [], f"{variant}: a single-stage file needs no target"
 
 
 def test_the_registered_api_is_documented_for_help() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from dagger import dag
 
 from .conftest import make_module
-from .plan import Call, FakeEngine, calls, names, only, render, stand_in_digest
+from .plan import Call, FakeEngine, calls, dockerfile_target, names, only, render, stand_in_digest
 
 MARKER = "ghp_publish-token-unique-5c1e2d"
 REPO = "ghcr.io/acme/onnx-serving"
@@ -50,13 +50,13 @@ def test_release_publishes_every_tag_of_every_variant(module: Any, engine: FakeE
         gpu = query[-1].args["address"].endswith("-gpu")
         builds = _builds(query[-1])
         platforms = [b["platform"] for b in builds]
-        dockerfiles = {b["dockerfile"] for b in builds}
+        targets = {dockerfile_target(b) for b in builds}
         if gpu:
             assert platforms == ["linux/amd64"]
-            assert dockerfiles == {"dockerfiles/Dockerfile.gpu"}
+            assert targets == {("dockerfiles/Dockerfile", "gpu")}
         else:  # one multi-platform manifest
             assert platforms == ["linux/amd64", "linux/arm64"]
-            assert dockerfiles == {"dockerfiles/Dockerfile.optimized"}
+            assert targets == {("dockerfiles/Dockerfile", "cpu")}
         for build in builds:  # the release version is the image's VERSION label
             assert {"name": "VERSION", "value": "1.2.3"} in build["buildArgs"]
 

@@ -13,22 +13,14 @@ from typing import Any
 import pytest
 
 from onnx_serving import commands
+from onnx_serving.images import HARDENED_RUN_FLAGS, IMAGE_UID
+from onnx_serving.variants import Variant
 
 from .conftest import REPO
 
 # The first test to ask for an image builds it (the GPU one: ~2.5 GB of wheels, cold cache).
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(2400)]
 
-HARDENED = (
-    "--read-only",
-    "--tmpfs",
-    "/tmp:rw,noexec,nosuid,size=64m",
-    "--cap-drop",
-    "ALL",
-    "--security-opt",
-    "no-new-privileges",
-)
-IMAGE_UID = "10001"
 
 
 def proc_status(container: Any) -> dict[str, str]:
@@ -37,16 +29,17 @@ def proc_status(container: Any) -> dict[str, str]:
     return {k: v.strip() for k, _, v in (line.partition(":") for line in text.splitlines())}
 
 
-@pytest.mark.parametrize("variant", ["basic", "optimized", "gpu", "dev"])
+@pytest.mark.parametrize("variant", list(Variant))
 def test_image_serves_hardened(
-    variant: str, built_image: Callable[[str], str], start_container: Callable[..., Any]
+    variant: Variant, built_image: Callable[[Variant], str], start_container: Callable[..., Any]
 ) -> None:
-    container = start_container(built_image(variant), *HARDENED)
+    container = start_container(built_image(variant), *HARDENED_RUN_FLAGS)
     container.wait_healthy()  # the image's own HEALTHCHECK, under these restrictions
 
     status = proc_status(container)
-    assert status["Uid"].split() == [IMAGE_UID] * 4, status["Uid"]  # real, effective, saved, fs
-    assert status["Gid"].split() == [IMAGE_UID] * 4, status["Gid"]
+    uid = str(IMAGE_UID)
+    assert status["Uid"].split() == [uid] * 4, status["Uid"]  # real, effective, saved, fs
+    assert status["Gid"].split() == [uid] * 4, status["Gid"]
     assert int(status["CapEff"], 16) == 0 and int(status["CapBnd"], 16) == 0
     assert status["NoNewPrivs"] == "1"
 

@@ -20,20 +20,16 @@ from packaging.utils import canonicalize_name
 
 from onnx_serving import trivy
 from onnx_serving.gate import evaluate, load_ignore_file
+from onnx_serving.variants import Variant
 
 from .conftest import REPO
 
 # The first test to ask for an image builds it (the GPU one: ~2.5 GB of wheels, cold cache).
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(2400)]
 
-VARIANTS = ("basic", "optimized", "gpu", "dev")
-# The lock each image installs; True where the image holds exactly the lock (pip removed).
-LOCKS = {
-    "optimized": ("requirements/runtime.lock", True),
-    "gpu": ("requirements/gpu.lock", True),
-    "basic": ("requirements/runtime.lock", False),
-    "dev": ("requirements/dev.lock", False),
-}
+VARIANTS = list(Variant)
+# Images that hold exactly their lock (pip removed); the others may hold pip beside it.
+EXACTLY_THE_LOCK = (Variant.cpu, Variant.gpu)
 LOCK_LINE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)\s*(?:;\s*([^\\]+?))?\s*\\?$")
 RUNTIME_PACKAGES = ("onnxruntime", "numpy", "fastapi", "uvicorn", "orjson", "prometheus-client")
 
@@ -48,24 +44,27 @@ class ImageScan:
 
 @pytest.fixture(scope="module")
 def scan_image(
-    built_image: Callable[[str], str],
+    built_image: Callable[[Variant], str],
     docker: Any,
     tmp_path_factory: pytest.TempPathFactory,
     trivy_bin: str,
     trivy_cache: str,
     run_trivy: Callable[[list[str], Path], dict[str, Any]],
-) -> Iterator[Callable[[str], ImageScan]]:
+) -> Iterator[Callable[[Variant], ImageScan]]:
     """scan_image(variant): saved once, scanned and SBOM'd, tarball deleted (GPU is ~3.5 GB)."""
-    done: dict[str, ImageScan] = {}
+    done: dict[Variant, ImageScan] = {}
     workdir = tmp_path_factory.mktemp("image-scans")
 
-    def scan(variant: str) -> ImageScan:
+    def scan(variant: Variant) -> ImageScan:
         if variant not in done:
             tag = built_image(variant)
-            tarball = workdir / f"{variant}.tar"
+            tarball = workdir / f"{variant.value}.tar"
             docker.run("save", "--output", str(tarball), tag, timeout=900)
             try:
-                report_path, sbom_path = workdir / f"{variant}.json", workdir / f"{variant}.cdx"
+                report_path, sbom_path = (
+                    workdir / f"{variant.value}.json",
+                    workdir / f"{variant.value}.cdx",
+                )
                 report = run_trivy(
                     trivy.image_scan_command(
                         str(tarball), str(report_path), trivy=trivy_bin, cache_dir=trivy_cache
@@ -123,7 +122,9 @@ def sbom_python_packages(sbom: dict[str, Any]) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_image_passes_the_gate(variant: str, scan_image: Callable[[str], ImageScan]) -> None:
+def test_image_passes_the_gate(
+    variant: Variant, scan_image: Callable[[Variant], ImageScan]
+) -> None:
     scanned = scan_image(variant)
     report = scanned.report
     assert report["ArtifactType"] == "container_image"
@@ -136,7 +137,9 @@ def test_image_passes_the_gate(variant: str, scan_image: Callable[[str], ImageSc
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_image_config_is_not_root(variant: str, scan_image: Callable[[str], ImageScan]) -> None:
+def test_image_config_is_not_root(
+    variant: Variant, scan_image: Callable[[Variant], ImageScan]
+) -> None:
     report = scan_image(variant).report
     user = report["Metadata"]["ImageConfig"]["config"].get("User", "")
     assert user.split(":")[0] not in ("", "0", "root"), f"{variant} runs as {user!r}"
@@ -151,7 +154,7 @@ def test_image_config_is_not_root(variant: str, scan_image: Callable[[str], Imag
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_sbom_is_cyclonedx_of_the_image(
-    variant: str, scan_image: Callable[[str], ImageScan]
+    variant: Variant, scan_image: Callable[[Variant], ImageScan]
 ) -> None:
     sbom = scan_image(variant).sbom
     assert sbom["bomFormat"] == "CycloneDX" and sbom["specVersion"].startswith("1.")
@@ -166,21 +169,22 @@ def test_sbom_is_cyclonedx_of_the_image(
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_sbom_lists_the_locked_python_packages(
-    variant: str, scan_image: Callable[[str], ImageScan]
+    variant: Variant, scan_image: Callable[[Variant], ImageScan]
 ) -> None:
     scanned = scan_image(variant)
-    lock, exact = LOCKS[variant]
-    pins = locked(lock, scanned.python_version)
+    pins = locked(variant.spec.lock, scanned.python_version)
     listed = sbom_python_packages(scanned.sbom)
-    if exact:
+    if variant in EXACTLY_THE_LOCK:
         assert listed == pins
     else:
         assert {k: listed.get(k) for k in pins} == pins
 
 
-def test_optimized_sbom_has_the_runtime_versions(scan_image: Callable[[str], ImageScan]) -> None:
-    scanned = scan_image("optimized")
-    pins = locked("requirements/runtime.lock", scanned.python_version)
+def test_optimized_sbom_has_the_runtime_versions(
+    scan_image: Callable[[Variant], ImageScan],
+) -> None:
+    scanned = scan_image(Variant.cpu)
+    pins = locked(Variant.cpu.spec.lock, scanned.python_version)
     listed = sbom_python_packages(scanned.sbom)
     for package in RUNTIME_PACKAGES:
         assert listed[package] == pins[package], package

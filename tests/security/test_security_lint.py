@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from onnx_serving import commands
+from onnx_serving.variants import Variant
 
 from .conftest import BAD_DOCKERFILE, REPO
 
@@ -42,9 +43,7 @@ def run_in(cwd: Path, cmd: list[str]) -> subprocess.CompletedProcess[str]:
 
 
 def test_every_image_has_a_dockerfile() -> None:
-    assert {f"dockerfiles/Dockerfile.{v}" for v in ("basic", "optimized", "gpu", "dev")} <= set(
-        DOCKERFILES
-    )
+    assert {variant.spec.dockerfile for variant in Variant} <= set(DOCKERFILES)
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES)
@@ -76,14 +75,14 @@ def test_inline_hadolint_ignores_give_a_reason(dockerfile: str) -> None:
 
 
 def test_zizmor_clean_on_workflows_and_dependabot(tool: Callable[[str], str]) -> None:
-    assert (REPO / commands.WORKFLOWS_DIR).is_dir(), "no workflows to audit"
+    assert (REPO / commands.GITHUB_DIR / "workflows").is_dir(), "no workflows to audit"
     done = run_in(REPO, commands.zizmor_command(".github", zizmor=tool("zizmor")))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "No findings" in done.stdout
 
 
 def test_zizmor_fails_on_a_bad_workflow(tool: Callable[[str], str], tmp_path: Path) -> None:
-    workflows = tmp_path / commands.WORKFLOWS_DIR
+    workflows = tmp_path / commands.GITHUB_DIR / "workflows"
     workflows.mkdir(parents=True)
     (workflows / "bad.yml").write_text(BAD_WORKFLOW)
     done = run_in(tmp_path, commands.zizmor_command(zizmor=tool("zizmor")))

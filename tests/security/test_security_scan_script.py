@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from onnx_serving.variants import Variant
+
 from .conftest import REPO
 
 
@@ -63,8 +65,8 @@ def test_bad_usage_is_exit_2(
 
 @pytest.mark.docker
 @pytest.mark.timeout(2400)
-def test_image_and_sbom_commands(tmp_path: Path, built_image: Callable[[str], str]) -> None:
-    tag = built_image("optimized")
+def test_image_and_sbom_commands(tmp_path: Path, built_image: Callable[[Variant], str]) -> None:
+    tag = built_image(Variant.cpu)
     scanned = scan(tmp_path, "image", tag)
     assert scanned.returncode == 0, scanned.stdout + scanned.stderr
     assert "trivy gate PASS" in scanned.stdout

@@ -25,7 +25,9 @@ import dagger
 import pytest
 from dagger import dag
 
-from tests.conftest import BUILD_ARGS
+from onnx_serving.docker_cli import build_command
+from onnx_serving.variants import Variant
+from tests.images.docker_support import METADATA
 from tests.images.image_files import scan_image
 from tests.pipeline.conftest import make_module
 from tests.pipeline.plan import Call, FakeEngine, calls, fake_engine, only
@@ -173,27 +175,26 @@ def build(docker: Any, context: Path, tag: str, *args: str) -> str:
 
 @pytest.mark.docker
 @pytest.mark.timeout(2400)  # a cold build cache means a full pip install
-@pytest.mark.parametrize("variant", ["basic", "optimized"])  # basic does `COPY . /app/`
+@pytest.mark.parametrize("variant", [Variant.basic, Variant.cpu])  # basic does `COPY . /app/`
 def test_credentials_in_the_checkout_reach_no_layer_label_or_log(
-    variant: str,
+    variant: Variant,
     docker: Any,
     base_image: str,
     build_secret: Path,
     context_with_credentials: Path,
 ) -> None:
     tag = f"security-leakcheck:{variant}"
-    build_args = [f"--build-arg={k}={v}" for k, v in BUILD_ARGS.items()]
+    command = build_command(
+        docker.binary,
+        variant,
+        tag,
+        METADATA,
+        ca_bundle=build_secret,
+        context=str(context_with_credentials),
+    )
     try:
-        log = build(
-            docker,
-            context_with_credentials,
-            tag,
-            "--file",
-            str(context_with_credentials / f"dockerfiles/Dockerfile.{variant}"),
-            "--secret",
-            f"id=ca_bundle,src={build_secret}",
-            *build_args,
-        )
+        done = docker.run(*command[1:], timeout=900)
+        log = str(done.stdout + done.stderr)
         findings, layers = scan_image(docker.binary, tag, NEEDLES, PLANTED_NAMES)
     finally:
         docker.run("rmi", "--force", tag, check=False)

@@ -11,7 +11,7 @@ import pytest
 
 from service.cpus import cgroup_cpu_quota, own_cgroups, usable_cpu_count
 from service.repository import ModelSourceError, discover_models
-from service.settings import Settings, SettingsError, load_settings
+from service.settings import Settings, SettingsError, declared, load_settings, settings_table
 from tests.service.model_factory import DEFAULT_MODEL, REPO
 
 
@@ -198,3 +198,12 @@ def test_default_model_signature() -> None:
     logits, label = session.run(None, {"input": batch})
     np.testing.assert_array_equal(label, logits.argmax(axis=1))
     assert len(set(label.tolist())) > 3  # the classifier is not degenerate
+
+
+def test_readme_configuration_table_is_the_declared_settings() -> None:
+    """Each setting is declared once (service/settings.py); the README shows exactly that."""
+    assert settings_table() in (REPO / "README.md").read_text()
+    assert [spec.env for _, spec, _ in declared()] == [
+        line.split("`")[1] for line in settings_table().splitlines()[2:]
+    ]
+

@@ -15,13 +15,14 @@ def smoke_command(url: str, model: str = "mlp", python: str = "python") -> list[
     return [python, SMOKE_CLIENT, "--url", url, "--model", model]
 
 
-# --- Pipeline checks (PIPELINE engineer): what `test`, `lint` and `benchmark` execute. ---
+# --- What the checks (`test`, `lint`) and `benchmark` execute. ---
 
 # Tests that need no Docker engine and no GPU: they run inside the dev image in `test`.
 UNIT_TEST_MARKERS = "not docker and not gpu"
 # The Python code `lint` type-checks (the README's development command).
 TYPED_PATHS: tuple[str, ...] = ("service", "ci/src", "tests", "bench", "scripts")
-WORKFLOWS_DIR = ".github/workflows"
+# zizmor audits all of .github: the workflows and dependabot.yml.
+GITHUB_DIR = ".github"
 # The structural workflow test (pins, one Dagger step per job, permissions).
 WORKFLOW_TEST = "tests/pipeline/test_pipeline_workflows.py"
 LOADGEN = "ci/src/onnx_serving/loadgen.py"
@@ -107,6 +108,6 @@ def hadolint_command(
     return [hadolint, "--config", config, "--no-color", *dockerfiles]
 
 
-def zizmor_command(path: str = WORKFLOWS_DIR, zizmor: str = "zizmor") -> list[str]:
-    """Audit GitHub Actions workflows offline (no GitHub API calls); non-zero on findings."""
+def zizmor_command(path: str = GITHUB_DIR, zizmor: str = "zizmor") -> list[str]:
+    """Audit GitHub workflows and Dependabot offline (no API calls); non-zero on findings."""
     return [zizmor, "--offline", "--no-progress", path]

@@ -257,13 +257,16 @@ def evaluate(
     ignore_unfixed: bool = False,
     ignores: Sequence[IgnoreEntry] = (),
     today: dt.date | None = None,
+    artifact: str | None = None,
 ) -> Verdict:
-    """Judge a Trivy report. `today` decides which ignore entries have expired."""
+    """Judge a Trivy report. `today` decides which ignore entries have expired; `artifact`
+    names what was scanned in the report (default: the report's ArtifactName)."""
     wanted = parse_severities(severities) if isinstance(severities, str) else frozenset(severities)
     if not wanted or not wanted <= set(SEVERITIES):
         raise GateInputError(f"bad severity threshold {sorted(wanted)!r}")
     day = today or dt.date.today()
-    verdict = Verdict(severities=wanted, artifact=str(report.get("ArtifactName", "")))
+    name = artifact if artifact is not None else str(report.get("ArtifactName", ""))
+    verdict = Verdict(severities=wanted, artifact=name)
     used: set[IgnoreEntry] = set()
     for finding in findings(report):
         matching = [e for e in ignores if e.matches(finding)]

@@ -15,10 +15,14 @@ import yaml
 from dagger import DefaultPath, Doc, Ignore, check, dag, function, object_type
 
 from . import commands, gate, trivy, validation
-from .build import CA_BUNDLE_SECRET_ID, ImageMetadata, docker_build
+from .build import docker_build
+from .images import CA_BUNDLE_SECRET_ID, CONTAINER_PORT, IMAGE_UID, ImageMetadata
 from .tags import image_tags, parse_release
 from .toolbox import dev_requirements
-from .variants import ALL_DOCKERFILES, DEV_DOCKERFILE, VARIANTS, Variant
+from .variants import ALL_DOCKERFILES, PUBLISHED, Variant
+
+# The variant table's names become a Dagger enum: `--variant` is a closed choice --help lists.
+dagger.enum_type(Variant)
 
 # Not part of any build context: VCS data, virtualenvs, caches, the engine-generated SDK.
 SOURCE_IGNORE = [
@@ -36,10 +40,9 @@ SOURCE_IGNORE = [
     "bench/results/raw",
 ]
 
-SERVER_PORT = 8000
 SERVER_ALIAS = "server"  # the hostname a bound service gets inside the client container
+SERVER_URL = f"{SERVER_ALIAS}:{CONTAINER_PORT}"
 WORKDIR = "/app"  # the dev image's PYTHONPATH: the checkout is mounted over its baked copy
-IMAGE_UID = "10001"  # the images' non-root user: the checkout must be writable for it
 TRIVY_CACHE = "/cache/trivy"  # a persistent cache volume: the vulnerability DB lives here
 SCAN_DIR = "/scan"
 CA_BUNDLE_PATH = "/run/secrets/ca_bundle"  # where the dev image's own build mounts it too
@@ -64,8 +67,12 @@ class OnnxServing:
         ),
     ] = None
     version: Annotated[
-        str, Doc("Image version label (publish uses the release tag's version instead).")
-    ] = "0.0.0-dev"
+        str,
+        Doc(
+            "Image version label; default: the Dockerfile's 0.0.0-dev (publish uses the "
+            "release tag's version instead)."
+        ),
+    ] = ""
     revision: Annotated[str, Doc("Source revision label, e.g. the git commit SHA.")] = ""
     created: Annotated[str, Doc("Creation time label (RFC 3339), e.g. the commit time.")] = ""
     source_url: Annotated[str, Doc("Source URL label, e.g. https://github.com/org/repo.")] = ""
@@ -79,13 +86,13 @@ class OnnxServing:
     @function
     async def build(
         self,
-        variant: Annotated[str, Doc("Image variant: cpu (production, multi-arch) or gpu.")] = "cpu",
+        variant: Annotated[Variant, Doc("Image variant.")] = Variant.cpu,
         platform: Annotated[
-            str | None,
-            Doc("Target platform, linux/amd64 or linux/arm64 (gpu: linux/amd64 only)."),
+            dagger.Platform | None,
+            Doc("Target platform, e.g. linux/arm64; default: the engine's own (gpu: amd64)."),
         ] = None,
     ) -> dagger.Container:
-        """Build a serving image from its Dockerfile, exactly as `docker build` would."""
+        """Build a serving image from its Dockerfile target, exactly as `docker build` would."""
         chosen = validation.variant(variant)
         target = validation.platform(chosen, platform)
         return self._image(chosen, target, self.version, await self._build_secret())
@@ -93,7 +100,7 @@ class OnnxServing:
     @function
     async def serve(
         self,
-        variant: Annotated[str, Doc("Image variant to serve: cpu or gpu.")] = "cpu",
+        variant: Annotated[Variant, Doc("Image variant to serve.")] = Variant.cpu,
     ) -> dagger.Service:
         """Run the image as a service: `dagger call serve up --ports 8000:8000`."""
         chosen = validation.variant(variant)
@@ -109,8 +116,8 @@ class OnnxServing:
         dev = await self._dev_container(secret)
         unit = await dev.with_exec(commands.unit_test_command()).stdout()
         smoke = await (
-            dev.with_service_binding(SERVER_ALIAS, self._service(VARIANTS["cpu"], secret))
-            .with_exec(commands.smoke_command(f"{SERVER_ALIAS}:{SERVER_PORT}"))
+            dev.with_service_binding(SERVER_ALIAS, self._service(Variant.cpu, secret))
+            .with_exec(commands.smoke_command(SERVER_URL))
             .stdout()
         )
         return f"unit tests:\n{_tail(unit)}\nsmoke test (cpu image):\n{_tail(smoke)}"
@@ -124,7 +131,7 @@ class OnnxServing:
             "ruff": commands.ruff_command(),
             "mypy": commands.mypy_command(),
             "hadolint": commands.hadolint_command(list(ALL_DOCKERFILES)),
-            "zizmor": commands.zizmor_command(commands.WORKFLOWS_DIR),
+            "zizmor": commands.zizmor_command(),
             "workflows": commands.workflow_check_command(),
         }
         # Independent containers: the engine runs them in parallel; any failure fails lint.
@@ -136,7 +143,9 @@ class OnnxServing:
     @check
     async def scan(
         self,
-        variant: Annotated[str, Doc("Image variant to scan: cpu or gpu.")] = "cpu",
+        variant: Annotated[
+            Variant | None, Doc("Image variant to scan; default: every published variant.")
+        ] = None,
         severity: Annotated[
             str, Doc("Comma list of severities that fail the scan, e.g. HIGH,CRITICAL.")
         ] = gate.DEFAULT_SEVERITIES,
@@ -144,48 +153,41 @@ class OnnxServing:
             bool, Doc("Do not fail on vulnerabilities that have no fixed version yet.")
         ] = False,
     ) -> str:
-        """Scan an image with Trivy (vulnerabilities, secrets, misconfigurations, licenses).
+        """Scan images with Trivy (vulnerabilities, secrets, misconfigurations, licenses).
 
         Fails when a finding at the given severities is neither fixed nor listed, with a
         reason and an expiry date, in .trivyignore.yaml.
         """
-        chosen = validation.variant(variant)
+        chosen = [validation.variant(variant)] if variant is not None else list(PUBLISHED)
         severities = gate.parse_severities(severity)
         ignores = gate.parse_ignore_entries(
             yaml.safe_load(await self.source.file(".trivyignore.yaml").contents())
         )
         today = dt.date.today()
         secret = await self._build_secret()
-        image = self._image(chosen, validation.platform(chosen, None), self.version, secret)
-        report_path = f"{SCAN_DIR}/report.json"
-        report = await (
-            _trivy(image, today)
-            .with_exec(
-                trivy.image_scan_command(
-                    f"{SCAN_DIR}/image.tar",
-                    report_path,
-                    scanners=("vuln", *trivy.OFFLINE_SCANNERS),
-                    cache_dir=TRIVY_CACHE,
+        verdicts = []
+        for v in chosen:
+            image = self._image(v, validation.platform(v, None), self.version, secret)
+            report = await _scan_report(image, today)
+            verdicts.append(
+                gate.evaluate(
+                    json.loads(report),
+                    severities=severities,
+                    ignore_unfixed=ignore_unfixed,
+                    ignores=ignores,
+                    today=today,
+                    artifact=f"{v.value} image",
                 )
             )
-            .file(report_path)
-            .contents()
-        )
-        verdict = gate.evaluate(
-            json.loads(report),
-            severities=severities,
-            ignore_unfixed=ignore_unfixed,
-            ignores=ignores,
-            today=today,
-        )
-        if not verdict.passed:
-            raise RuntimeError(verdict.report())
-        return verdict.report()
+        summary = "\n".join(verdict.report() for verdict in verdicts)
+        if not all(verdict.passed for verdict in verdicts):
+            raise RuntimeError(summary)
+        return summary
 
     @function
     async def sbom(
         self,
-        variant: Annotated[str, Doc("Image variant to describe: cpu or gpu.")] = "cpu",
+        variant: Annotated[Variant, Doc("Image variant to describe.")] = Variant.cpu,
     ) -> dagger.File:
         """The image's CycloneDX SBOM (JSON): `dagger call sbom export --path sbom.cdx.json`."""
         chosen = validation.variant(variant)
@@ -217,33 +219,33 @@ class OnnxServing:
             Doc("Registry token as a secret, e.g. env://REGISTRY_TOKEN (with --username)."),
         ] = None,
         variants: Annotated[
-            list[str] | None, Doc("Variants to publish (default: cpu,gpu).")
+            list[Variant] | None, Doc("Variants to publish; default: every published variant.")
         ] = None,
     ) -> str:
-        """Publish every variant under every tag the release expands to.
+        """Publish each variant, for each of its platforms, under every tag of the release.
 
-        v1.2.3 publishes 1.2.3, 1.2, 1 and latest; the gpu variant gets -gpu on each tag. The
-        cpu image is one multi-platform manifest (linux/amd64 + linux/arm64). Returns one
-        `ref@sha256:…` line per published tag.
+        Tags follow docs/REGISTRY_GUIDE.md; a variant's images on several platforms are one
+        multi-platform index. Returns one `ref@sha256:…` line per published tag.
         """
         # Everything is checked before the first build or push.
         host = validation.registry(registry)
         path = validation.repository(repository, host)
         validation.credentials(username, password is not None)
-        chosen = validation.variant_list(variants if variants is not None else list(VARIANTS))
+        chosen = validation.published_variants(variants)
         release = parse_release(tag)
         addresses = {
-            v.name: [f"{host}/{path}:{t}" for t in image_tags(tag, v.tag_suffix)] for v in chosen
+            v: [f"{host}/{path}:{t}" for t in image_tags(tag, v.spec.tag_suffix)] for v in chosen
         }
 
         secret = await self._build_secret()
         published: list[str] = []
         for v in chosen:
-            images = [self._image(v, p, release.version, secret) for p in v.platforms]
+            platforms = [dagger.Platform(p) for p in v.spec.platforms]
+            images = [self._image(v, p, release.version, secret) for p in platforms]
             publisher = dag.container()
             if username is not None and password is not None:
                 publisher = publisher.with_registry_auth(host, username, password)
-            for address in addresses[v.name]:
+            for address in addresses[v]:
                 published.append(await publisher.publish(address, platform_variants=images))
         return "\n".join(published)
 
@@ -252,7 +254,7 @@ class OnnxServing:
     @function
     async def benchmark(
         self,
-        variant: Annotated[str, Doc("Image variant to load: cpu or gpu.")] = "cpu",
+        variant: Annotated[Variant, Doc("Image variant to load.")] = Variant.cpu,
         requests: Annotated[int, Doc("Total number of inference requests.")] = 2000,
         concurrency: Annotated[int, Doc("Concurrent keep-alive connections.")] = 8,
         batch: Annotated[int, Doc("Rows per request.")] = 1,
@@ -260,7 +262,7 @@ class OnnxServing:
         """A short load test of the served image: req/s, rows/s, p50 and p99 latency."""
         chosen = validation.variant(variant)
         command = commands.loadgen_command(
-            f"{SERVER_ALIAS}:{SERVER_PORT}",
+            SERVER_URL,
             requests=validation.positive("requests", requests),
             concurrency=validation.positive("concurrency", concurrency),
             batch=validation.positive("batch", batch),
@@ -289,12 +291,13 @@ class OnnxServing:
             source_url=self.source_url,
             base_image=self.base_image,
         )
-        return docker_build(self.source, chosen.dockerfile, platform, metadata, secret)
+        target = dagger.Platform(platform) if platform else None
+        return docker_build(self.source, chosen, target, metadata, secret)
 
     def _service(self, chosen: Variant, secret: dagger.Secret | None) -> dagger.Service:
-        """The variant's image running its own entrypoint, port 8000 exposed."""
+        """The variant's image running its own entrypoint, its port exposed."""
         image = self._image(chosen, validation.platform(chosen, None), self.version, secret)
-        return image.with_exposed_port(SERVER_PORT).as_service(use_entrypoint=True)
+        return image.with_exposed_port(CONTAINER_PORT).as_service(use_entrypoint=True)
 
     async def _dev_container(self, secret: dagger.Secret | None) -> dagger.Container:
         """The dev image plus the pyproject `dev` tools, the checkout at WORKDIR.
@@ -303,7 +306,7 @@ class OnnxServing:
         mounted, so the install is cached until pyproject.toml's dev list changes.
         """
         tools = dev_requirements(await self.source.file("pyproject.toml").contents())
-        dev = docker_build(self.source, DEV_DOCKERFILE, None, ImageMetadata(), secret)
+        dev = docker_build(self.source, Variant.dev, None, ImageMetadata(), secret)
         installer = dev.with_user("root")
         if secret is not None:  # pip trusts the proxy's CA; mounted for this step only
             installer = installer.with_mounted_secret(CA_BUNDLE_PATH, secret).with_env_variable(
@@ -313,8 +316,8 @@ class OnnxServing:
         if secret is not None:
             installed = installed.without_env_variable("PIP_CERT").without_mount(CA_BUNDLE_PATH)
         return (
-            installed.with_user(IMAGE_UID)
-            .with_mounted_directory(WORKDIR, self.source, owner=IMAGE_UID)
+            installed.with_user(str(IMAGE_UID))
+            .with_mounted_directory(WORKDIR, self.source, owner=str(IMAGE_UID))
             .with_workdir(WORKDIR)
         )
 
@@ -339,14 +342,24 @@ def _trivy_container(image: dagger.Container) -> dagger.Container:
     )
 
 
-def _trivy(image: dagger.Container, today: dt.date) -> dagger.Container:
-    """Trivy with a fresh-today vulnerability DB in a persistent cache volume."""
-    return (
+async def _scan_report(image: dagger.Container, today: dt.date) -> str:
+    """Trivy's JSON report on `image`, with a fresh-today vulnerability DB from a cache volume."""
+    report_path = f"{SCAN_DIR}/report.json"
+    command = trivy.image_scan_command(
+        f"{SCAN_DIR}/image.tar",
+        report_path,
+        scanners=("vuln", *trivy.OFFLINE_SCANNERS),
+        cache_dir=TRIVY_CACHE,
+    )
+    return await (
         _trivy_container(image)
         .with_mounted_cache(TRIVY_CACHE, dag.cache_volume("onnx-serving-trivy-db"))
         # The date busts the exec cache once a day, so the DB download re-runs daily.
         .with_env_variable("TRIVY_DB_DAY", today.isoformat())
         .with_exec(commands.trivy_db_command(TRIVY_CACHE))
+        .with_exec(command)
+        .file(report_path)
+        .contents()
     )
 
 

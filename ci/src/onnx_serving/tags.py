@@ -5,7 +5,7 @@ Pure Python, no dagger import: the rules are tested as a table without an engine
     v1.2.3       → 1.2.3, 1.2, 1, latest
     v1.3.0-rc.1  → 1.3.0-rc.1            (a prerelease never moves 1.3, 1 or latest)
     v1.2         → 1.2, 1, latest        (a release line: no patch number is invented)
-    gpu variant  → the same tags with a "-gpu" suffix (1.2.3-gpu, …, latest-gpu)
+    a variant    → the same tags with its suffix from the variant table (1.2.3-gpu, …)
 
 The leading "v" is optional. Build metadata ("+build.5") is rejected: "+" is not allowed in
 an image tag, and silently dropping it would publish two builds under one tag.
@@ -16,6 +16,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .variants import Variant
+
 _NUMBER = r"0|[1-9][0-9]*"  # ASCII digits: \d would also take other scripts' digits
 _IDENT = r"[0-9A-Za-z-]+"
 _SEMVER = re.compile(
@@ -23,8 +25,10 @@ _SEMVER = re.compile(
     rf"(?:-(?P<pre>{_IDENT}(?:\.{_IDENT})*))?"
 )
 
-# Docker's own limit on a tag (the reference grammar allows 128 characters).
+# Docker's own limit on a tag (the reference grammar allows 128 characters), with room for
+# the longest variant suffix.
 _MAX_TAG_LENGTH = 128
+_LONGEST_SUFFIX = max(len(v.spec.tag_suffix) for v in Variant)
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,7 @@ def parse_release(tag: str) -> Release:
         )
     # A missing patch is None; "0" is a real patch and must stay.
     release = Release(match["major"], match["minor"], match["patch"], match["pre"])
-    if len(release.version) + len("-gpu") > _MAX_TAG_LENGTH:
+    if len(release.version) + _LONGEST_SUFFIX > _MAX_TAG_LENGTH:
         raise ValueError(f"invalid release tag {tag!r}: longer than {_MAX_TAG_LENGTH} characters")
     return release
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from .variants import VARIANTS, Variant
+from .variants import PUBLISHED, Variant
 
 # Hostname labels with an optional port: ghcr.io, docker.io, localhost:5000, 127.0.0.1:5000,
 # 123456789012.dkr.ecr.eu-west-1.amazonaws.com. No scheme, no path, no credentials.
@@ -25,18 +25,33 @@ def _choices(values: Sequence[str]) -> str:
     return ", ".join(values)
 
 
-def variant(name: str) -> Variant:
-    """The variant called `name` (cpu or gpu)."""
-    if name not in VARIANTS:
-        raise ValueError(f"invalid variant {name!r}: choose one of {_choices(list(VARIANTS))}")
-    return VARIANTS[name]
+def variant(value: Variant | str) -> Variant:
+    """The variant `value` names (the engine passes an enum member; direct callers a name)."""
+    if isinstance(value, Variant):
+        return value
+    try:
+        return Variant(value)
+    except ValueError:
+        raise ValueError(
+            f"invalid variant {value!r}: choose one of {_choices([v.value for v in Variant])}"
+        ) from None
 
 
-def variant_list(names: Sequence[str]) -> list[Variant]:
-    """Distinct variants in the given order; at least one."""
-    if not names:
-        raise ValueError(f"no variant given: choose from {_choices(list(VARIANTS))}")
-    return [variant(n) for n in dict.fromkeys(names)]
+def published_variants(values: Sequence[Variant | str] | None) -> list[Variant]:
+    """Distinct published variants in the given order (default: every published one)."""
+    if values is None:
+        return list(PUBLISHED)
+    if not values:
+        names = _choices([v.value for v in PUBLISHED])
+        raise ValueError(f"no variant given: choose from {names}")
+    chosen = [variant(v) for v in dict.fromkeys(values)]
+    for v in chosen:
+        if not v.spec.published:
+            raise ValueError(
+                f"variant {v.value!r} is not published: choose from "
+                f"{_choices([p.value for p in PUBLISHED])}"
+            )
+    return chosen
 
 
 def platform(chosen: Variant, name: str | None) -> str | None:
@@ -45,12 +60,13 @@ def platform(chosen: Variant, name: str | None) -> str | None:
     Without `name`: the only platform of a single-platform variant (GPU: linux/amd64), else
     None, which lets the engine build for its own platform (no emulation on an arm64 laptop).
     """
+    platforms = chosen.spec.platforms
     if name is None or name == "":
-        return chosen.platforms[0] if len(chosen.platforms) == 1 else None
-    if name not in chosen.platforms:
+        return platforms[0] if len(platforms) == 1 else None
+    if name not in platforms:
         raise ValueError(
-            f"invalid platform {name!r} for variant {chosen.name!r}: "
-            f"choose one of {_choices(chosen.platforms)}"
+            f"invalid platform {name!r} for variant {chosen.value!r}: "
+            f"choose one of {_choices(platforms)}"
         )
     return name
 

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Build image variants with Docker, exactly as `dagger call build` does (same Dockerfile
+# targets, build args and CA secret): each as onnx-serving:<variant>.
+#   ./scripts/build.sh                 # every variant of ci/src/onnx_serving/variants.py
+#   ./scripts/build.sh cpu gpu         # some of them
+# CA_BUNDLE (default: the host's bundle) reaches pip as a BuildKit secret; BASE_IMAGE overrides
+# the Dockerfile's base. The steps live in ci/src/onnx_serving/local.py.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHONPATH=ci/src exec python3 -m onnx_serving.local build "$@"
