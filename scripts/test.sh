@@ -1,12 +1,10 @@
 #!/usr/bin/env bash
-# The one command that sets up what the tests need and runs all of them.
-#   ./scripts/test.sh            # everything (image tests skip if no Docker engine)
+# All the tests: set up what they need (scripts/setup.sh test), then pytest.
+#   ./scripts/test.sh                   # everything
 #   ./scripts/test.sh -m 'not docker'   # extra args go to pytest
-# With REQUIRE_DOCKER=1 (set by .ci/run) a missing engine fails instead of skipping.
+# The summary at the end counts the skipped tests and says why. With REQUIRE_DOCKER=1 (what CI
+# runs) a missing Docker engine fails the run instead of skipping the image tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
-./scripts/dev_env.sh          # .venv with the dev and tool dependencies
-./scripts/services.sh         # dockerd + local registry, when this machine has them
-
+./scripts/setup.sh test
 exec .venv/bin/python -m pytest "$@"

@@ -1,7 +1,8 @@
 """Shared Docker fixtures: a real engine, the four images built once per session, containers.
 
 Tests marked `docker` need an engine: without one they are skipped, or FAIL when
-REQUIRE_DOCKER=1 (CI sets it), so a broken CI machine cannot pass by skipping.
+REQUIRE_DOCKER=1 (.ci/run sets it), so a broken CI machine cannot pass by skipping. Every run
+ends with a count of what was skipped and why (pytest_terminal_summary).
 
     def test_x(built_image, start_container):      # marked docker
         container = start_container(built_image(Variant.cpu), "--read-only")
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -39,6 +41,29 @@ from tests.images.docker_support import (
     host_ca_bundle,
     unique_name,
 )
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> Iterator[None]:
+    """The last lines of every run: how many tests did not run, and why, so that a partial
+    run (no engine, no GPU, a missing tool, -m/-k) is never mistaken for a full one."""
+    yield
+    skipped = terminalreporter.stats.get("skipped", [])
+    deselected = len(terminalreporter.stats.get("deselected", []))
+    reasons = Counter(_skip_reason(report) for report in skipped)
+    write = terminalreporter.write_line
+    write(f"not run: {len(skipped)} skipped, {deselected} deselected", bold=bool(skipped))
+    for reason, count in reasons.most_common():
+        write(f"  {count} skipped: {reason}")
+    if deselected:
+        write(f"  {deselected} deselected by -m/-k")
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -15,7 +15,7 @@ from tests.images.serving import run_smoke
 
 pytestmark = pytest.mark.docker
 
-REGISTRY = "127.0.0.1:5000"  # Debian's docker-registry, started by scripts/services.sh
+REGISTRY = "127.0.0.1:5000"  # Debian's docker-registry, started by scripts/setup.sh
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def registry_repository(docker: Docker) -> Iterator[str]:
     try:
         socket.create_connection(("127.0.0.1", 5000), timeout=5).close()
     except OSError:
-        pytest.fail(f"no registry on {REGISTRY}: run scripts/services.sh", pytrace=False)
+        pytest.fail(f"no registry on {REGISTRY}: run scripts/setup.sh test", pytrace=False)
     repository = f"{REGISTRY}/images-test/onnx-serving"
     yield repository
     # Untag only what this test added (the image itself stays under its session tag).

@@ -214,12 +214,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     jobs = parser.add_subparsers(dest="job", required=True)
     build_parser = jobs.add_parser("build", help="build variants as onnx-serving:<variant>")
     build_parser.add_argument("variants", nargs="*", type=parse_variant, help="default: all")
+    bases_parser = jobs.add_parser("bases", help="print the base images variants build FROM")
+    bases_parser.add_argument("variants", nargs="*", type=parse_variant, help="default: all")
     serve_parser = jobs.add_parser("serve", help="build, run and smoke-test the cpu image")
     serve_parser.add_argument("--port", type=_port, default=os.environ.get("PORT", "8000"))
     serve_parser.add_argument("--name", default=os.environ.get("NAME", "onnx-serving"))
     args = parser.parse_args(argv)
     try:
-        if args.job == "build":
+        if args.job == "bases":
+            for image in sorted({base_image(v) for v in args.variants or list(Variant)}):
+                print(image)
+        elif args.job == "build":
             docker = Docker()
             docker.require_engine()
             for variant in args.variants or list(Variant):

