@@ -16,5 +16,8 @@ fi
 echo "dev_env: installing requirements/test.lock and the project into .venv"
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q --require-hashes -r requirements/test.lock
-.venv/bin/python -m pip install -q --no-deps -e .
+# The editable install of service/ and ci/src/onnx_serving warns about lenient editable mode
+# on every run; its output is shown only when it fails.
+.venv/bin/python -m pip install -q --no-deps -e . >.venv/editable.log 2>&1 || {
+    cat .venv/editable.log >&2; exit 1; }
 echo "$want" > "$stamp"

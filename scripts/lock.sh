@@ -48,17 +48,19 @@ compile() {  # compile IN OUT: one lock valid on every platform for Python 3.11
         --no-header --custom-compile-command ./scripts/lock.sh "$1" -o "$2"
     # Every pinned package must have a wheel for each Linux arch the image is built for.
     local arch
-    for arch in ${3:-x86_64}; do
+    [[ $3 == host ]] && return
+    for arch in $3; do
         "$uv" pip compile --quiet --python-platform "$arch-manylinux_2_28" --python-version 3.11 \
             --only-binary :all: --no-deps "$2" -o /dev/null ||
             { echo "lock.sh: $2 has no $arch wheel for some package" >&2; exit 1; }
     done
 }
 # The platforms each lock must install on come from the variant table (every platform of every
-# variant installing it); test.lock is the host's. Each lock is assembled in $work and all of
-# them replace requirements/*.lock only after every compile succeeded: a failed run leaves the
-# committed locks as they were.
-declare -A arches=([requirements/test.lock]=x86_64)
+# variant installing it). test.lock is only the host's (scripts/dev_env.sh installs it, which is
+# its check: some host tools ship plain linux_x86_64 wheels that no manylinux check accepts).
+# Each lock is assembled in $work and all of them replace requirements/*.lock only after every
+# compile succeeded: a failed run leaves the committed locks as they were.
+declare -A arches=([requirements/test.lock]=host)
 while read -r lock platforms; do
     arches[$lock]=$(sed 's|linux/amd64|x86_64|g; s|linux/arm64|aarch64|g' <<<"$platforms")
 done < <(PYTHONPATH=ci/src .venv/bin/python -m onnx_serving.variants locks)
