@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bench import formats, processes, workload
+from bench import formats, log_database, processes, workload
 from bench.formats import RequestFormat
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -70,6 +70,16 @@ def _ours_unavailable() -> str | None:
     if (workload.REPO_ROOT / "service" / "__main__.py").exists():
         return None
     return "service/__main__.py not found"
+
+
+def _ours_with_log(repository: Path, work: Path, port: int) -> Launch:
+    """Ours, every request logged to PostgreSQL (README: Inference log)."""
+    env = {"PREDICTION_LOG_URL": log_database.database_url()}
+    return _ours(env)(repository, work, port)
+
+
+def _ours_with_log_unavailable() -> str | None:
+    return _ours_unavailable() or log_database.unavailable()
 
 
 def _naive(repository: Path, _work: Path, port: int) -> Launch:
@@ -139,6 +149,14 @@ OURS_BATCHING = ServerSpec(
     _ours(BATCH_ENV),
     _ours_unavailable,
 )
+# The inference log's cost: the same as OURS plus PREDICTION_LOG_URL.
+OURS_LOG = ServerSpec(
+    "ours-log",
+    (formats.OIP_JSON, formats.OIP_BINARY),
+    "/v2/health/ready",
+    _ours_with_log,
+    _ours_with_log_unavailable,
+)
 NAIVE = ServerSpec("naive-fastapi", (formats.PLAIN_JSON,), "/health", _naive)
 MLSERVER = ServerSpec(
     "mlserver",
@@ -160,4 +178,4 @@ LITSERVE = ServerSpec(
 # Not a contender: the load generator's ceiling against an endpoint that does no work.
 TRIVIAL = ServerSpec("trivial-responder", (), "/v2/health/live", _trivial)
 
-ALL_SERVERS = (OURS, OURS_BATCHING, NAIVE, MLSERVER, MLSERVER_BATCHING, LITSERVE)
+ALL_SERVERS = (OURS, OURS_BATCHING, OURS_LOG, NAIVE, MLSERVER, MLSERVER_BATCHING, LITSERVE)

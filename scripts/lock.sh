@@ -5,7 +5,8 @@
 #   requirements/dev.lock      runtime + the pyproject `dev` tools the dev image needs (DEV_TOOLS)
 #   requirements/test.lock     runtime + every pyproject `dev` entry: the host .venv that
 #                              scripts/dev_env.sh builds for the tests, scanners and linters
-# Run after editing `dependencies` in pyproject.toml; commit the result.
+#   ci/uv.lock                 the Dagger module (scripts/lock-module.sh)
+# Run after editing `dependencies` in pyproject.toml or ci/pyproject.toml; commit the result.
 #
 # CUDA major: onnxruntime-gpu <= 1.26 on PyPI is built for CUDA 12 (NVIDIA driver >= 525);
 # >= 1.27 is CUDA 13 (driver >= 580, no GPUs older than Turing). CUDA 12 runs on every
@@ -89,3 +90,5 @@ echo "lock.sh: wrote requirements/runtime.lock ($(grep -c '^[a-z]' requirements/
      "requirements/gpu.lock ($(grep -c '^[a-z]' requirements/gpu.lock) pins)," \
      "requirements/dev.lock ($(grep -c '^[a-z]' requirements/dev.lock) pins)," \
      "requirements/test.lock ($(grep -c '^[a-z]' requirements/test.lock) pins)"
+# The Dagger module's own lock, the way the engine's runtime makes it.
+./scripts/lock-module.sh

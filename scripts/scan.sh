@@ -8,7 +8,7 @@
 #   scripts/scan.sh dockerfiles         # hadolint on every Dockerfile (variants.ALL_DOCKERFILES)
 #   scripts/scan.sh workflows           # zizmor --offline on .github (workflows, dependabot)
 #
-# Gate options (env; defaults are the pipeline's: gate.DEFAULT_SEVERITIES, trivy.OFFLINE_SCANNERS):
+# Gate options (env; the defaults are the pipeline's, gate.DEFAULT_SEVERITIES and trivy.OFFLINE_SCANNERS):
 # SEVERITY (e.g. MEDIUM,HIGH,CRITICAL), IGNORE_UNFIXED=1, SCANNERS (add vuln where a Trivy DB
 # is in TRIVY_CACHE_DIR). Reports land in $SCAN_OUT (default $TMPDIR/onnx-serving-scan).
 # Exit: 0 pass, 1 findings, 2 bad usage or input.

@@ -1,12 +1,3 @@
 #!/usr/bin/env bash
-# The main job: build the production cpu image with the bundled default model and serve it.
-#   ./scripts/serve.sh                 # http://127.0.0.1:8000, container `onnx-serving`
-#   PORT=9000 NAME=my-srv ./scripts/serve.sh
-# Set-up (scripts/setup.sh serve: Docker engine, .venv, base image) -> BuildKit build of the cpu
-# target (the CA bundle, if any, as a build secret: CA_BUNDLE, default the host's) -> run
-# hardened on 127.0.0.1 -> wait for Docker's `healthy` -> tritonclient smoke test. The steps
-# live in ci/src/onnx_serving/local.py.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-./scripts/setup.sh serve
-PYTHONPATH=ci/src exec python3 -m onnx_serving.local serve "$@"
+# The earlier name of ./scripts/run-local.sh (the main job), kept for existing users.
+exec "$(dirname "$0")/run-local.sh" "$@"

@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from service import __version__
 from service.errors import ApiError
+from service.inference_log import InferenceLog, LogEntry
 from service.limits import AdmissionGate, read_body
 from service.metrics import ServerMetrics
 from service.model_config import model_config, model_metadata
@@ -43,6 +44,7 @@ class ServerState:
     registry: ModelRegistry
     executor: InferenceExecutor
     metrics: ServerMetrics
+    inference_log: InferenceLog | None = None  # PREDICTION_LOG_URL set
 
 
 def json_response(
@@ -61,11 +63,15 @@ def create_app(state: ServerState) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         log.info("ready: serving %d model version(s)", len(state.registry.all()))
+        if state.inference_log is not None:
+            state.inference_log.start()  # connects in the background: never delays readiness
         yield
         # uvicorn has already let every in-flight request finish when this runs.
         for served in state.registry.all():
             await served.runner.stop()
         state.executor.shutdown()
+        if state.inference_log is not None:
+            await state.inference_log.close()  # flushes, for PREDICTION_LOG_FLUSH_TIMEOUT_S
         log.info("stopped")
 
     app = FastAPI(
@@ -139,6 +145,14 @@ def _add_model_routes(app: FastAPI, state: ServerState) -> None:
     def config(model_name: str, model_version: str | None) -> Response:
         return json_response(model_config(registry.get(model_name, model_version)))
 
+    # Triton's repository index (read-only: models load at startup, never through the API), so
+    # clients can discover what is served without knowing the model names.
+    @app.post("/v2/repository/index", summary="Served models and versions")
+    async def repository_index() -> Response:
+        return json_response(
+            [{"name": s.name, "version": s.version, "state": "READY"} for s in registry.all()]
+        )
+
     for suffix, handler, summary in (
         ("", metadata, "Model metadata"),
         ("/ready", readiness, "Model readiness"),
@@ -165,29 +179,37 @@ def _add_model_get(app: FastAPI, suffix: str, handler: ModelHandler, summary: st
 def _add_infer_routes(app: FastAPI, state: ServerState) -> None:
     gate = AdmissionGate(state.settings.max_inflight)
     metrics = state.metrics
+    inference_log = state.inference_log
 
     async def infer(request: Request, model_name: str, model_version: str | None) -> Response:
         started = time.perf_counter()
+        entry = inference_log.entry(model_name, time.time()) if inference_log else None
         served: ServedModel | None = None
         status = 500
+        error: str | None = None
         try:
             served = state.registry.get(model_name, model_version)
             gate.enter()
             metrics.in_flight.inc()
             try:
-                response = await _run_inference(request, state.settings, served)
+                response = await _run_inference(request, state.settings, served, entry)
             finally:
                 gate.leave()
                 metrics.in_flight.dec()
             status = 200
             return response
         except ApiError as exc:
-            status = exc.status
+            status, error = exc.status, exc.message
+            raise
+        except Exception as exc:
+            error = f"internal server error: {type(exc).__name__}"
             raise
         finally:
-            metrics.observe_request(
-                served.name if served else None, status, time.perf_counter() - started
-            )
+            elapsed = time.perf_counter() - started
+            metrics.observe_request(served.name if served else None, status, elapsed)
+            if inference_log is not None and entry is not None:
+                version = served.version if served else model_version
+                inference_log.submit(entry.finish(version, status, error, elapsed))
 
     async def infer_endpoint(request: Request) -> Response:
         params = request.path_params
@@ -200,11 +222,19 @@ def _add_infer_routes(app: FastAPI, state: ServerState) -> None:
         app.router.routes.insert(0, Route(path, infer_endpoint, methods=["POST"]))
 
 
-async def _run_inference(request: Request, settings: Settings, served: ServedModel) -> Response:
+async def _run_inference(
+    request: Request, settings: Settings, served: ServedModel, entry: LogEntry | None
+) -> Response:
     model = served.model
     # Read under the in-flight slot: MAX_INFLIGHT also bounds the memory held by bodies.
     body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
+    if entry is not None:
+        entry.input_bytes = len(body)
     parsed = parse_inference_request(body, request.headers, model.inputs, model.outputs)
+    if entry is not None:
+        await entry.add_inputs(parsed.id, parsed.inputs, model.inputs)
     results = await served.runner.infer(parsed.inputs, [output.name for output in parsed.outputs])
     encoded = encode_inference_response(model.name, model.version, parsed, results, model.outputs)
+    if entry is not None:
+        entry.add_outputs(results, parsed.outputs, model.outputs, len(encoded.body))
     return Response(encoded.body, headers=encoded.headers, media_type=encoded.media_type)

@@ -97,13 +97,19 @@ def session_options(intra_op_threads: int) -> Any:
     return options
 
 
-def _specs(node_args: Sequence[Any], source: ModelSource) -> dict[str, TensorSpec]:
+def _specs(node_args: Sequence[Any], source: ModelSource, kind: str) -> dict[str, TensorSpec]:
     specs: dict[str, TensorSpec] = {}
     for arg in node_args:
         datatype = DATATYPES_BY_ORT_TYPE.get(arg.type)
         if datatype is None:
             raise ModelLoadError(
-                f"model file {source.path}: tensor '{arg.name}' has unsupported type {arg.type}"
+                f"model file {source.path}: {kind} '{arg.name}' is {arg.type}, not a tensor "
+                "this server serves; "
+                + (
+                    "export it as a tensor (skl2onnx: options={'zipmap': False} for classifiers)"
+                    if not str(arg.type).startswith("tensor(")
+                    else "cast it to a supported element type in the model"
+                )
             )
         shape = tuple(dim if isinstance(dim, int) and dim >= 0 else -1 for dim in arg.shape)
         specs[arg.name] = TensorSpec(arg.name, datatype, shape)
@@ -127,6 +133,8 @@ def load_model(source: ModelSource, providers: Sequence[str], intra_op_threads: 
             source.name,
             ", ".join(actual),
         )
+    inputs = _specs(session.get_inputs(), source, "input")
+    outputs = _specs(session.get_outputs(), source, "output")
     log.info(
         "loaded model %s version %s from %s: providers %s, %d intra-op threads",
         source.name,
@@ -139,8 +147,8 @@ def load_model(source: ModelSource, providers: Sequence[str], intra_op_threads: 
         name=source.name,
         version=source.version,
         session=session,
-        inputs=_specs(session.get_inputs(), source),
-        outputs=_specs(session.get_outputs(), source),
+        inputs=inputs,
+        outputs=outputs,
         providers=actual,
     )
 

@@ -10,6 +10,7 @@ import uvicorn
 
 from service.app import ServerState, create_app
 from service.cpus import usable_cpu_count
+from service.inference_log import InferenceLog
 from service.metrics import ServerMetrics
 from service.registry import ModelRegistry, serve_model
 from service.repository import ModelSourceError, discover_models
@@ -34,7 +35,12 @@ def build_state(settings: Settings) -> ServerState:
     models = [load_model(source, providers, threads) for source in discover_models(settings)]
     executor, metrics = InferenceExecutor(workers), ServerMetrics()
     served = [serve_model(model, settings, executor, metrics) for model in models]
-    return ServerState(settings, ModelRegistry(served), executor, metrics)
+    inference_log = (
+        InferenceLog.from_settings(settings, metrics.registry)
+        if settings.prediction_log_url
+        else None
+    )
+    return ServerState(settings, ModelRegistry(served), executor, metrics, inference_log)
 
 
 def _ignore_signal(signum: int, frame: FrameType | None) -> None:

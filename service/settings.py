@@ -30,6 +30,8 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("text", "json")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _MODEL_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+_BOOLEANS = {"1": True, "true": True, "yes": True, "on": True}
+_BOOLEANS |= {"0": False, "false": False, "no": False, "off": False}
 
 
 class SettingsError(ValueError):
@@ -87,6 +89,13 @@ def _sha256(raw: str) -> str:
     return value
 
 
+def _boolean(raw: str) -> bool:
+    value = raw.lower()
+    if value not in _BOOLEANS:
+        raise ValueError("must be 1 or 0 (also true/false, yes/no, on/off)")
+    return _BOOLEANS[value]
+
+
 def _model_name(raw: str) -> str:
     if not _MODEL_NAME.fullmatch(raw):
         raise ValueError("use only letters, digits, '_', '.' and '-'")
@@ -109,9 +118,15 @@ def setting(
     parse: Callable[[str], Any],
     doc: str,
     shown_default: str | None = None,
+    secret: bool = False,
 ) -> Any:
-    """A Settings field read from `env` with `parse`; `doc` is its README line."""
-    return field(default=default, metadata={"setting": Setting(env, parse, doc, shown_default)})
+    """A Settings field read from `env` with `parse`; `doc` is its README line. A `secret`
+    one (it may hold a password) is left out of the Settings repr."""
+    return field(
+        default=default,
+        repr=not secret,
+        metadata={"setting": Setting(env, parse, doc, shown_default)},
+    )
 
 
 @dataclass(frozen=True)
@@ -240,6 +255,49 @@ class Settings:
         _choice(LOG_FORMATS),
         "`text`, or `json` for one JSON object per line (`time`, `level`, `logger`, "
         "`message`).",
+    )
+    # Not checked here: a bad URL must not stop serving (service/inference_log.py says why).
+    prediction_log_url: str | None = setting(
+        "PREDICTION_LOG_URL",
+        None,
+        str,
+        "`postgresql://user[:password]@host[:port]/database`: log every inference request to "
+        "PostgreSQL (table `inference_log`, see *Inference log*). Written in batches off the "
+        "request path: a slow, down or misconfigured database never slows or fails a request; "
+        "a malformed URL or a refused login is one ERROR line and serving goes on.",
+        "unset (off)",
+        secret=True,
+    )
+    prediction_log_password_file: Path | None = setting(
+        "PREDICTION_LOG_PASSWORD_FILE",
+        None,
+        Path,
+        "File holding the database password (a Compose or Kubernetes secret; trailing "
+        "newlines are ignored); it overrides a password in the URL.",
+    )
+    prediction_log_payloads: bool = setting(
+        "PREDICTION_LOG_PAYLOADS",
+        False,
+        _boolean,
+        "`1`: also store the input and output tensors (column `payload`). Off by default, as a "
+        "privacy choice: requests may carry personal data, and the log keeps them indefinitely.",
+        "`0` (off)",
+    )
+    prediction_log_queue_size: int = setting(
+        "PREDICTION_LOG_QUEUE_SIZE",
+        10000,
+        _int_in(1, 10_000_000),
+        "Rows held in memory while the database is slow or down; beyond it rows are dropped "
+        "and counted (`prediction_log_dropped_total{reason=\"queue_full\"}`). With payloads, "
+        "at most 64 MiB of tensors are held as well.",
+    )
+    prediction_log_flush_timeout_s: float = setting(
+        "PREDICTION_LOG_FLUSH_TIMEOUT_S",
+        5.0,
+        _float_in(0.0, 600.0),
+        "On SIGTERM/SIGINT, after in-flight requests finish, how long queued rows may take to "
+        "be written; what is left is counted as dropped (`shutdown`).",
+        "`5`",
     )
 
     @property

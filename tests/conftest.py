@@ -19,7 +19,9 @@ constants live in tests/images/docker_support.py.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -41,6 +43,59 @@ from tests.images.docker_support import (
     host_ca_bundle,
     unique_name,
 )
+from tests.mutmut_site import sitecustomize as mutmut_site
+
+# mutmut's stats run (scripts/mutation.sh): where server subprocesses record the mutated
+# functions they call, how far each file is read, and each process's calls up to its first
+# reading (start-up, app.py's routes): every later test that reaches it depends on them too.
+_HITS_DIR: Path | None = None
+_hits_read: dict[Path, int] = {}
+_startup_hits: dict[Path, set[str]] = {}
+_saved_pythonpath: str | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _HITS_DIR, _saved_pythonpath
+    if os.environ.get("MUTANT_UNDER_TEST") != "stats":
+        return
+    # mutmut keeps the mode in-process too; subprocesses record through mutmut_site instead,
+    # and one whose PYTHONPATH leaves that out runs plainly rather than failing.
+    del os.environ["MUTANT_UNDER_TEST"]
+    _hits_read.clear()
+    _startup_hits.clear()
+    _HITS_DIR = Path(tempfile.mkdtemp(prefix="mutmut-hits-"))
+    _saved_pythonpath = os.environ.get("PYTHONPATH")
+    site = str(Path(__file__).parent / "mutmut_site")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [site, _saved_pythonpath]))
+    os.environ[mutmut_site.HITS_DIR] = str(_HITS_DIR)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """mutmut runs pytest again in this process: later runs must not record."""
+    global _HITS_DIR
+    if _HITS_DIR is None:
+        return
+    shutil.rmtree(_HITS_DIR, ignore_errors=True)
+    _HITS_DIR = None
+    del os.environ[mutmut_site.HITS_DIR]
+    if _saved_pythonpath is None:
+        del os.environ["PYTHONPATH"]
+    else:
+        os.environ["PYTHONPATH"] = _saved_pythonpath
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """Credit the calls server subprocesses made during this test to it (before mutmut's own
+    teardown hook files the calls of this test)."""
+    if _HITS_DIR is None:
+        return
+    from mutmut.stats import record_trampoline_hit
+
+    for path, names in mutmut_site.new_hits(_HITS_DIR, _hits_read).items():
+        startup = _startup_hits.setdefault(path, names)
+        for name in names | startup if names else ():
+            record_trampoline_hit(name)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

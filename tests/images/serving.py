@@ -12,10 +12,11 @@ from onnx_serving.commands import smoke_command
 from tests.images.docker_support import REPO
 
 
-def run_smoke(url: str, model: str = "mlp", *extra: str) -> subprocess.CompletedProcess[str]:
-    """The exact command the Dagger `test` function runs, with this venv's python."""
+def run_smoke(url: str, model: str = "", *extra: str) -> subprocess.CompletedProcess[str]:
+    """The exact command the Dagger checks run (every served model, or `model`), with this
+    venv's python."""
     return subprocess.run(
-        [*smoke_command(url, model, python=sys.executable), *extra],
+        [*smoke_command(url, [model] if model else [], python=sys.executable), *extra],
         cwd=REPO,
         capture_output=True,
         text=True,

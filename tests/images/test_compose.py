@@ -1,4 +1,5 @@
-"""compose.yaml for real: `docker compose up --wait` the CPU service, infer, `down -v`."""
+"""compose.yaml for real: `docker compose up --wait` the CPU service with its PostgreSQL
+inference log, infer, find the request's row in the database, `down -v`."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import json
 import shutil
 import socket
 import subprocess
+import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +24,9 @@ pytestmark = pytest.mark.docker
 
 PROJECT = "images-test-compose"
 COMPOSE_IMAGE = "images-onnx-serving:test-compose"
+POSTGRES_IMAGE = "postgres:15"  # compose.yaml's default; a local stand-in where none pulls
+NO_LOG = ("-f", "compose.yaml", "-f", "compose.no-log.yaml")
+ROW_TIMEOUT_S = 60
 
 
 def free_port() -> int:
@@ -60,6 +66,22 @@ def compose_env(docker: Docker, tmp_path_factory: pytest.TempPathFactory) -> dic
     return env
 
 
+@pytest.fixture(scope="module")
+def postgres_image(docker: Docker) -> str:
+    """postgres:15 in the local engine: already there, pulled, or the Debian stand-in."""
+    done = subprocess.run(
+        ["scripts/ensure_postgres_image.sh", POSTGRES_IMAGE],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=docker.env,
+        cwd=REPO,
+    )
+    if done.returncode != 0:
+        pytest.fail(f"ensure_postgres_image.sh failed:\n{done.stderr[-3000:]}", pytrace=False)
+    return POSTGRES_IMAGE
+
+
 @dataclass(frozen=True)
 class Compose:
     """`docker compose` for this repo's compose.yaml under a private project name."""
@@ -83,7 +105,10 @@ class Compose:
 
 @pytest.fixture
 def compose(
-    compose_env: dict[str, str], docker: Docker, built_image: Callable[[Variant], str]
+    compose_env: dict[str, str],
+    docker: Docker,
+    built_image: Callable[[Variant], str],
+    postgres_image: str,
 ) -> Iterator[Compose]:
     built_image(Variant.cpu)  # compose builds the same Dockerfile: its layers come cached
     run = Compose(
@@ -99,26 +124,54 @@ def compose(
     docker.run("rmi", COMPOSE_IMAGE, check=False)
 
 
+def logged_rows(compose: Compose, request_id: str) -> list[str]:
+    """`status|model|model_version` of the log's rows for `request_id`, read with psql in db."""
+    sql = (
+        f"SELECT status, model, model_version FROM inference_log WHERE request_id = '{request_id}'"
+    )
+    done = compose("exec", "-T", "db", "psql", "-U", "onnx", "-d", "inference", "-Atc", sql)
+    return done.stdout.split() if done.returncode == 0 else []
+
+
 def test_compose_up_wait_infer_down(
     compose: Compose,
 ) -> None:
     config = compose("config", "--services")
     assert config.returncode == 0, config.stderr
-    assert config.stdout.split() == ["cpu"]  # gpu and dev only under their profiles
+    assert sorted(config.stdout.split()) == ["cpu", "db"]  # gpu and dev only under profiles
 
     built = compose("build", "cpu")  # compose's build path: BuildKit + the ca_bundle secret
     assert built.returncode == 0, built.stderr[-3000:]
 
-    up = compose("up", "--wait", "--no-build", "cpu")
+    up = compose("up", "--wait", "--no-build")  # db healthy first, then the server
     assert up.returncode == 0, up.stdout + up.stderr
     url = f"127.0.0.1:{compose.port}"
     smoke = run_smoke(url)
     assert smoke.returncode == 0, smoke.stdout + smoke.stderr
 
+    # One request of ours: its row reaches PostgreSQL (written in the background).
+    body = {
+        "id": "compose-row",
+        "inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 256], "data": [0.5] * 256}],
+    }
+    request = urllib.request.Request(
+        f"http://{url}/v2/models/mlp/infer",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        assert answer.status == 200
+    deadline = time.monotonic() + ROW_TIMEOUT_S
+    while not (rows := logged_rows(compose, "compose-row")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert rows == ["200|mlp|1"], compose("logs", "cpu", "db").stdout[-4000:]
+
     # No volume over /models: the model baked into the image serves (a named volume would be
-    # seeded only once and keep serving an old model after a rebuild).
+    # seeded only once and keep serving an old model after a rebuild). The one named volume
+    # is the database's.
     volumes = compose("volumes", "--format", "{{.Name}}")
-    assert volumes.returncode == 0 and volumes.stdout.strip() == "", volumes.stdout + volumes.stderr
+    assert volumes.returncode == 0, volumes.stderr
+    assert volumes.stdout.split() == [f"{PROJECT}_db-data"], volumes.stdout
     container = compose("ps", "--quiet", "cpu").stdout.strip()
     mounts = subprocess.run(
         [compose.env["DOCKER"], "inspect", "--format", "{{json .Mounts}}", container],
@@ -128,11 +181,13 @@ def test_compose_up_wait_infer_down(
         timeout=30,
     )
     assert mounts.returncode == 0, mounts.stderr
-    assert [m["Destination"] for m in json.loads(mounts.stdout)] == [], mounts.stdout
+    # The one mount is the password secret (nothing over /models).
+    assert [m["Destination"] for m in json.loads(mounts.stdout)] == ["/run/secrets/db_password"]
 
     down = compose("down", "--volumes")
     assert down.returncode == 0, down.stderr
     assert compose("ps", "--quiet").stdout.strip() == ""
+    assert compose("volumes", "--format", "{{.Name}}").stdout.strip() == ""
 
 
 def test_compose_profiles_define_gpu_and_dev(
@@ -145,8 +200,19 @@ def test_compose_profiles_define_gpu_and_dev(
     assert gpu_devices[0]["capabilities"] == ["gpu"]
     assert any(v["target"] == "/app/service" for v in services["dev"]["volumes"])
     for service in services.values():
-        assert all(p["host_ip"] == "127.0.0.1" for p in service["ports"])
+        assert all(p["host_ip"] == "127.0.0.1" for p in service.get("ports", []))
+    assert "ports" not in services["db"]  # the database is not published to the host
 
     default = json.loads(compose("config", "--format", "json").stdout)
     assert "volumes" not in default["services"]["cpu"], default["services"]["cpu"]["volumes"]
-    assert not default.get("volumes"), default["volumes"]  # no named volume to go stale
+    assert set(default["volumes"]) == {"db-data"}  # the database's; none over /models
+
+
+def test_compose_override_runs_the_server_without_the_database(compose: Compose) -> None:
+    rendered = compose(*NO_LOG, "config", "--format", "json")
+    assert rendered.returncode == 0, rendered.stderr
+    services = json.loads(rendered.stdout)["services"]
+    assert sorted(services) == ["cpu"]  # db only under its profile
+    cpu = services["cpu"]
+    assert cpu["environment"]["PREDICTION_LOG_URL"] == ""  # empty = unset: the log is off
+    assert "depends_on" not in cpu and not cpu.get("secrets")

@@ -1,11 +1,13 @@
-"""compose.yaml states the variant table's facts for Compose: each service builds its
+"""compose.yaml states the variant table's facts for Compose: each server service builds its
 variant's Dockerfile target under its local tag and runs with the same hardening as
-scripts/. No engine needed: the YAML itself is read (anchors resolved)."""
+scripts/. The services that are not servers are named in AUXILIARY and checked for what
+they are. No engine needed: the YAML itself is read (anchors resolved)."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -14,12 +16,20 @@ from onnx_serving.variants import Variant
 from tests.images.docker_support import REPO
 
 DEFAULT = re.compile(r"^\$\{[A-Z_]+:-(.+)\}$")  # ${ONNX_SERVING_IMAGE:-onnx-serving:cpu}
+# Services that are not a variant: the inference log's PostgreSQL.
+AUXILIARY = {"db"}
+
+
+def document() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((REPO / "compose.yaml").read_text())
+    return loaded
 
 
 def services() -> dict[str, dict[str, Any]]:
-    document: dict[str, Any] = yaml.safe_load((REPO / "compose.yaml").read_text())
-    found: dict[str, dict[str, Any]] = document["services"]
-    return found
+    """The server services: every service but the AUXILIARY ones."""
+    found: dict[str, dict[str, Any]] = document()["services"]
+    assert set(found) >= AUXILIARY, f"auxiliary services gone from compose.yaml: {AUXILIARY}"
+    return {name: service for name, service in found.items() if name not in AUXILIARY}
 
 
 def default_of(value: str) -> str:
@@ -50,3 +60,22 @@ def test_every_service_runs_hardened_on_loopback() -> None:
         [port] = service["ports"]
         assert port.startswith("127.0.0.1:") and port.endswith(f":{CONTAINER_PORT}"), name
         assert "healthcheck" not in service, f"{name}: the image's own HEALTHCHECK applies"
+
+
+def test_the_database_is_postgres_15_with_its_password_from_a_secret_file() -> None:
+    compose = document()
+    db = compose["services"]["db"]
+    assert default_of(db["image"]) == "postgres:15"
+    assert "ports" not in db  # reachable only on the project's network
+    assert db["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/db_password"
+    assert "POSTGRES_PASSWORD" not in db["environment"]  # no literal password anywhere
+    assert db["healthcheck"]["test"][:2] == ["CMD", "pg_isready"]
+    assert db["volumes"] == ["db-data:/var/lib/postgresql/data"] and "db-data" in compose["volumes"]
+    secret = compose["secrets"]["db_password"]["file"]
+    assert (REPO / default_of(secret)).is_file()
+    cpu = compose["services"]["cpu"]
+    assert cpu["depends_on"] == {"db": {"condition": "service_healthy"}}
+    assert cpu["environment"]["PREDICTION_LOG_PASSWORD_FILE"] == "/run/secrets/db_password"
+    url = urlsplit(cpu["environment"]["PREDICTION_LOG_URL"])
+    assert (url.scheme, url.hostname, url.username) == ("postgresql", "db", "onnx")
+    assert url.password is None  # it comes from the secret

@@ -41,7 +41,14 @@ def test_a_rerun_dependency_step_is_reported() -> None:
 
 
 def test_size_table_ratios() -> None:
-    sizes = Sizes(base=100_000_000, venv=150_000_000, images={Variant.cpu: 262_500_000})
+    sizes = Sizes(
+        base=100_000_000,
+        venv=150_000_000,
+        images={Variant.basic: 1_050_000_000, Variant.cpu: 262_500_000},
+    )
     assert sizes.lower_bound == 250_000_000
     assert sizes.ratio(Variant.cpu) == 1.05
-    assert "| cpu image | 262 MB | 1.05 (budget <= 1.10) |" in size_table(sizes)
+    assert sizes.cut(Variant.cpu) == 0.75
+    table = size_table(sizes)
+    assert "| cpu image | 262 MB | 1.05 (budget <= 1.10) | 75% |" in table
+    assert "| basic image | 1,050 MB | 4.20 |  |" in table

@@ -37,6 +37,7 @@ if _installed != SDK_VERSION:
     )
 
 REPO = Path(__file__).resolve().parents[2]
+NATIVE_PLATFORM = "linux/amd64"  # what the fake engine says its own platform is
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,21 @@ class FakeEngine:
             return chain[0].args["plaintext"]
         if leaf == "contents":
             return _host_file(chain)
+        if leaf == "defaultPlatform":
+            return dagger.Platform(NATIVE_PLATFORM)
+        if leaf == "sync":
+            return "container-id"
+        if leaf == "glob":
+            return _host_glob(chain)
         raise AssertionError(f"the fake engine has no answer for {names(chain)}")
+
+
+def _host_glob(chain: list[Call]) -> list[str]:
+    """`host.directory(root).glob(pattern)`: the real matches on the host, relative."""
+    if names(chain) != ["host", "directory", "glob"]:
+        raise AssertionError(f"no stand-in glob for {names(chain)}")
+    root = Path(str(chain[1].args["path"]))
+    return sorted(p.relative_to(root).as_posix() for p in root.glob(chain[-1].args["pattern"]))
 
 
 def _host_file(chain: list[Call]) -> str:

@@ -1,7 +1,7 @@
 """The plans of the checks (`test`, `lint`, `scan`) and of `sbom` and `benchmark`.
 
 Every command a container executes must be the list from commands.py / trivy.py, which the
-image and security tests run for real with Docker and the pinned binaries.
+image and security tests and scripts/ run for real with Docker and the pinned binaries.
 """
 
 from __future__ import annotations
@@ -14,26 +14,29 @@ import pytest
 from dagger import dag
 
 from onnx_serving import commands, trivy
-from onnx_serving.toolbox import dev_requirements
-from onnx_serving.variants import ALL_DOCKERFILES, PUBLISHED
+from onnx_serving.variants import ALL_DOCKERFILES
 
 from .conftest import make_module
 from .plan import REPO, Call, FakeEngine, calls, dockerfile_target, fake_engine, find, names, only
+
+LOCK_INSTALL = commands.pip_install_lock_command(f"/tmp/{commands.TEST_LOCK}")
 
 
 def _exec_args(chain: list[Call]) -> list[list[str]]:
     return [c.args["args"] for c in find(chain, "withExec")]
 
 
-DEV_TOOLS = commands.pip_install_command(dev_requirements((REPO / "pyproject.toml").read_text()))
-
-
-def _assert_dev_checkout(chain: list[Call]) -> None:
-    """The check container: dev image + the pyproject dev tools + the checkout over /app."""
+def _assert_checker(chain: list[Call]) -> None:
+    """The check container: dev image + requirements/test.lock (hashed) + the checkout."""
     assert dockerfile_target(only(chain, "dockerBuild")) == ("dockerfiles/Dockerfile", "dev")
     assert [c.args["name"] for c in find(chain, "withUser")] == ["root", "10001"]
+    lock = only(chain, "withFile").args
+    assert lock["path"] == f"/tmp/{commands.TEST_LOCK}"
+    assert names(calls(lock["source"]))[-1] == "file"
+    assert calls(lock["source"])[-1].args == {"path": commands.TEST_LOCK}
     install = names(chain).index("withExec")
-    assert chain[install].args["args"] == DEV_TOOLS  # as root, before the checkout is mounted
+    assert chain[install].args["args"] == LOCK_INSTALL  # as root, before the checkout
+    assert "--require-hashes" in LOCK_INSTALL
     assert names(chain).index("withMountedDirectory") > install
     mount = only(chain, "withMountedDirectory").args
     assert mount["path"] == "/app"
@@ -47,25 +50,33 @@ def _check_execs(chain: list[Call]) -> list[list[str]]:
     return _exec_args(chain)[1:]
 
 
-def _check_runs(engine: FakeEngine) -> list[list[Call]]:
-    """The queries that ran a command; the others only read pyproject.toml or the CA secret."""
-    runs = [q for q in engine.queries if q[-1].name == "stdout"]
-    for read in (q for q in engine.queries if q[-1].name not in ("stdout", "plaintext")):
-        assert names(read)[-2:] == ["file", "contents"], names(read)
-        assert read[-2].args == {"path": "pyproject.toml"}
-    return runs
+def _runs(engine: FakeEngine) -> list[list[Call]]:
+    """The queries that ran a command (stdout)."""
+    return [q for q in engine.queries if q[-1].name == "stdout"]
 
 
-def test_test_runs_unit_tests_then_the_smoke_client_against_the_image(
+def test_test_runs_the_readme_test_command_with_an_engine_then_smokes_the_image(
     module: Any, engine: FakeEngine
 ) -> None:
     out = asyncio.run(module.test())
-    unit, smoke = _check_runs(engine)
-    assert names(unit)[-1] == names(smoke)[-1] == "stdout"
-    _assert_dev_checkout(unit)
-    assert _check_execs(unit) == [commands.unit_test_command()]
+    suite, smoke = _runs(engine)
+    # The suite: the cpu Dockerfile's base, the checkout copied in, root, dockerd allowed.
+    assert only(suite, "from").args == {"address": "python:3.11-slim-bookworm"}
+    assert only(suite, "withDirectory").args["path"] == "/src"
+    assert only(suite, "withWorkdir").args == {"path": "/src"}
+    assert "withUser" not in names(suite)  # root: setup.sh installs packages, starts dockerd
+    state = only(suite, "withMountedCache").args
+    assert state["path"] == "/var/lib/docker"
+    assert calls(state["cache"])[-1].args == {"key": "onnx-serving-test-docker"}
+    assert only(suite, "withEnvVariable").args == {"name": "REQUIRE_DOCKER", "value": "1"}
+    run = only(suite, "withExec").args
+    assert run["args"] == ["./scripts/test.sh"]
+    assert run["insecureRootCapabilities"] is True
+    # ... which is exactly what CI on this machine runs (.ci/run's last line).
+    ci_line = (REPO / ".ci/run").read_text().strip().splitlines()[-1]
+    assert ci_line == "REQUIRE_DOCKER=1 ./scripts/test.sh"
 
-    _assert_dev_checkout(smoke)
+    _assert_checker(smoke)
     binding = only(smoke, "withServiceBinding").args
     assert binding["alias"] == "server"
     server = calls(binding["service"])
@@ -73,10 +84,10 @@ def test_test_runs_unit_tests_then_the_smoke_client_against_the_image(
     assert names(server)[-2:] == ["withExposedPort", "asService"]
     assert server[-1].args == {"useEntrypoint": True}
     assert _check_execs(smoke) == [commands.smoke_command("server:8000")]
-    assert "unit tests:" in out and "smoke test" in out
+    assert "test suite:" in out and "smoke test" in out
 
 
-def test_lint_runs_each_linter_in_the_dev_image(module: Any, engine: FakeEngine) -> None:
+def test_lint_runs_each_linter_in_the_check_container(module: Any, engine: FakeEngine) -> None:
     asyncio.run(module.lint())
     dockerfiles = list(ALL_DOCKERFILES)  # == the files on disk (test_pipeline_module.py)
     expected = [
@@ -87,8 +98,8 @@ def test_lint_runs_each_linter_in_the_dev_image(module: Any, engine: FakeEngine)
         commands.workflow_check_command(),
     ]
     ran = []
-    for query in _check_runs(engine):
-        _assert_dev_checkout(query)
+    for query in _runs(engine):
+        _assert_checker(query)
         ran.extend(_check_execs(query))
     assert sorted(ran) == sorted(expected)
 
@@ -127,24 +138,33 @@ def _vulnerability(severity: str, fixed: str = "") -> dict[str, str]:
     }
 
 
-def _scan_engine(report: str) -> Any:
+def scan_answers(report: str) -> dict[str, Any]:
+    """The fake engine answers a report read with `report`, other files from the host."""
+
     def contents(chain: list[Call]) -> str:
         if chain[-2].args.get("path") == "/scan/report.json":
             return report
-        return str(FakeEngine().answer(chain))  # the default: the repo's own .trivyignore.yaml
+        return str(FakeEngine().answer(chain))  # the repo's own .trivyignore.yaml
 
-    return fake_engine({"contents": contents})
+    return {"contents": contents}
 
 
-def test_scan_runs_trivy_on_the_image_tarball_with_a_cached_db(module: Any) -> None:
-    with _scan_engine(_report(_vulnerability("MEDIUM", fixed="1.0.1"))) as engine:
+def scanned_images(engine: FakeEngine) -> list[list[Call]]:
+    """The image plans whose tarballs were scanned, in order."""
+    reports = [
+        q for q in engine.queries if len(q) > 1 and q[-2].args.get("path") == "/scan/report.json"
+    ]
+    return [calls(only(q, "withMountedFile").args["source"]) for q in reports]
+
+
+def test_scan_runs_trivy_on_the_image_tarball_with_a_locked_db_cache(module: Any) -> None:
+    with fake_engine(scan_answers(_report(_vulnerability("MEDIUM", fixed="1.0.1")))) as engine:
         out = asyncio.run(module.scan(variant="cpu"))
     ignore_file, scan = engine.queries
     assert names(ignore_file)[-2:] == ["file", "contents"]
     assert ignore_file[-2].args == {"path": ".trivyignore.yaml"}
 
-    assert scan[0].name == "container"
-    assert only(scan, "from").args == {"address": trivy.TRIVY_IMAGE}
+    _assert_checker(scan)  # the hash-pinned Trivy of requirements/test.lock
     tarball = only(scan, "withMountedFile").args
     assert tarball["path"] == "/scan/image.tar"
     image = calls(tarball["source"])
@@ -153,7 +173,8 @@ def test_scan_runs_trivy_on_the_image_tarball_with_a_cached_db(module: Any) -> N
     cache = only(scan, "withMountedCache").args
     assert cache["path"] == "/cache/trivy"
     assert calls(cache["cache"])[-1].name == "cacheVolume"
-    assert _exec_args(scan) == [
+    assert cache["sharing"] == "LOCKED"  # two scans never write the DB at once
+    assert _check_execs(scan) == [
         commands.trivy_db_command("/cache/trivy"),
         trivy.image_scan_command(
             "/scan/image.tar",
@@ -162,19 +183,14 @@ def test_scan_runs_trivy_on_the_image_tarball_with_a_cached_db(module: Any) -> N
             cache_dir="/cache/trivy",
         ),
     ]
-    assert out.startswith("trivy gate PASS")  # MEDIUM is below HIGH,CRITICAL
+    assert out.startswith("trivy gate PASS: cpu image")  # MEDIUM is below HIGH,CRITICAL
 
 
 def test_scan_without_a_variant_scans_every_published_variant(module: Any) -> None:
     """`dagger check` and the weekly scan call `scan` without arguments: the table decides."""
-    with _scan_engine(_report(_vulnerability("LOW", fixed="1.0.1"))) as engine:
+    with fake_engine(scan_answers(_report(_vulnerability("LOW", fixed="1.0.1")))) as engine:
         out = asyncio.run(module.scan())
-    reports = [q for q in engine.queries if q[-2].args.get("path") == "/scan/report.json"]
-    scanned = [
-        dockerfile_target(only(calls(only(q, "withMountedFile").args["source"]), "dockerBuild"))
-        for q in reports
-    ]
-    assert scanned == [("dockerfiles/Dockerfile", v.spec.target) for v in PUBLISHED]
+    scanned = [dockerfile_target(only(image, "dockerBuild")) for image in scanned_images(engine)]
     assert scanned == [("dockerfiles/Dockerfile", "cpu"), ("dockerfiles/Dockerfile", "gpu")]
     assert [line.split(":")[1] for line in out.splitlines() if "gate PASS" in line] == [
         " cpu image at HIGH,CRITICAL",
@@ -183,7 +199,7 @@ def test_scan_without_a_variant_scans_every_published_variant(module: Any) -> No
 
 
 def test_scan_fails_at_the_severity_gate(module: Any) -> None:
-    with _scan_engine(_report(_vulnerability("HIGH", fixed="1.0.1"))):
+    with fake_engine(scan_answers(_report(_vulnerability("HIGH", fixed="1.0.1")))):
         with pytest.raises(RuntimeError, match=r"FAIL.*\n.*CVE-2026-12345"):
             asyncio.run(module.scan())
         # The same finding passes when the threshold is CRITICAL only.
@@ -191,7 +207,7 @@ def test_scan_fails_at_the_severity_gate(module: Any) -> None:
 
 
 def test_scan_ignore_unfixed(module: Any) -> None:
-    with _scan_engine(_report(_vulnerability("CRITICAL"))):  # no fixed version
+    with fake_engine(scan_answers(_report(_vulnerability("CRITICAL")))):  # no fixed version
         with pytest.raises(RuntimeError, match="CVE-2026-12345"):
             asyncio.run(module.scan(variant="gpu"))
         assert asyncio.run(module.scan(variant="gpu", ignore_unfixed=True)).startswith(
@@ -202,22 +218,22 @@ def test_scan_ignore_unfixed(module: Any) -> None:
 def test_sbom_is_trivy_cyclonedx_of_the_tarball(module: Any, engine: FakeEngine) -> None:
     sbom = asyncio.run(module.sbom(variant="gpu"))
     chain = calls(sbom)
-    assert only(chain, "from").args == {"address": trivy.TRIVY_IMAGE}
+    _assert_checker(chain)
     image = calls(only(chain, "withMountedFile").args["source"])
     assert dockerfile_target(only(image, "dockerBuild")) == ("dockerfiles/Dockerfile", "gpu")
-    assert _exec_args(chain) == [trivy.sbom_command("/scan/image.tar", "/scan/sbom.cdx.json")]
+    assert _check_execs(chain) == [trivy.sbom_command("/scan/image.tar", "/scan/sbom.cdx.json")]
     assert chain[-1].name == "file" and chain[-1].args == {"path": "/scan/sbom.cdx.json"}
     assert engine.queries == []  # a File is returned, nothing ran yet
 
 
 def test_benchmark_loads_the_served_image(module: Any, engine: FakeEngine) -> None:
-    asyncio.run(module.benchmark(requests=300, concurrency=4, batch=32))
-    [query] = _check_runs(engine)
-    _assert_dev_checkout(query)
+    asyncio.run(module.benchmark(requests=300, concurrency=4, batch=32, model="mlp"))
+    [query] = _runs(engine)
+    _assert_checker(query)
     server = calls(only(query, "withServiceBinding").args["service"])
     assert dockerfile_target(only(server, "dockerBuild")) == ("dockerfiles/Dockerfile", "cpu")
     assert _check_execs(query) == [
-        commands.loadgen_command("server:8000", requests=300, concurrency=4, batch=32)
+        commands.loadgen_command("server:8000", "mlp", requests=300, concurrency=4, batch=32)
     ]
 
 
@@ -226,16 +242,19 @@ def test_check_container_pip_trusts_the_ca_bundle_only_while_installing(
 ) -> None:
     module = make_module(ca_bundle=dag.set_secret("cli-ca", "-----BEGIN CERTIFICATE-----x"))
     asyncio.run(module.benchmark(requests=10))
-    [query] = _check_runs(engine)
+    [query] = _runs(engine)
     order = names(query)
     mount = only(query, "withMountedSecret").args
     assert mount["path"] == "/run/secrets/ca_bundle"
     assert calls(mount["source"])[0].args["name"] == "ca_bundle"
-    assert only(query, "withEnvVariable").args == {
+    assert next(c.args for c in find(query, "withEnvVariable")) == {
         "name": "PIP_CERT",
         "value": "/run/secrets/ca_bundle",
     }
     install = order.index("withExec")
-    assert order.index("withMountedSecret") < install < order.index("withoutMount")
-    assert only(query, "withoutMount").args == {"path": "/run/secrets/ca_bundle"}
+    assert order.index("withMountedSecret") < install
+    # Unmounted twice: the dev image build's own secret mount, then pip's.
+    unmounts = [i for i, name in enumerate(order) if name == "withoutMount"]
+    assert len(unmounts) == 2 and unmounts[0] < order.index("withMountedSecret") < install
+    assert unmounts[1] > install
     assert only(query, "withoutEnvVariable").args == {"name": "PIP_CERT"}

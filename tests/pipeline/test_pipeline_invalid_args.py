@@ -50,6 +50,20 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("publish", {"tag": "v1.2.3", "username": "bot"}, "'bot'"),
     ("publish", {"tag": "v1.2.3", "username": ""}, "''"),
     ("publish", {"tag": "v1.2.3", "password": "SECRET"}, "--username"),
+    ("publish", {}, "--edge"),  # neither a release nor an edge build
+    ("publish", {"tag": "v1.2.3", "edge": True}, "--edge"),  # both
+    ("publish", {"edge": True}, "revision ''"),  # edge needs the commit SHA
+    ("publish", {"tag": "v1.2.3", "variants": ["dev"]}, "'dev' is not published"),
+    ("publish", {"tag": "v1.2.3", "oidc_request_url": "SECRET"}, "--oidc-request-token"),
+    ("publish", {"tag": "v1.2.3", "oidc_request_token": "SECRET"}, "--oidc-request-url"),
+    (
+        "publish",
+        {"tag": "v1.2.3", "oidc_request_url": "SECRET", "oidc_request_token": "SECRET"},
+        "--password",
+    ),
+    ("scan_published", {"tags": ["latest", "v1.2.3"]}, "'v1.2.3'"),
+    ("scan_published", {"registry": "https://ghcr.io"}, "'https://ghcr.io'"),
+    ("scan_published", {"username": "bot"}, "'bot'"),
 ]
 
 
@@ -57,8 +71,9 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
 def test_invalid_argument_fails_before_anything_runs(
     function: str, kwargs: dict[str, Any], named: str, engine: FakeEngine
 ) -> None:
-    if kwargs.get("password") == "SECRET":
-        kwargs = {**kwargs, "password": dag.set_secret("token", "s3cr3t-value")}
+    kwargs = {  # secrets stand in for the CLI's env://... arguments
+        k: dag.set_secret(k, "s3cr3t-value") if v == "SECRET" else v for k, v in kwargs.items()
+    }
     # A CA bundle too: even the secret re-registration must not happen before validation.
     module = make_module(ca_bundle=dag.set_secret("ca", "pem"))
     with pytest.raises(ValueError) as err:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -70,6 +69,6 @@ def test_loadgen_counts_rejected_requests(bundled_model_server: LiveServer) -> N
 
 
 def test_loadgen_rejects_a_zero_count() -> None:
-    done = _run([sys.executable, str(Path(commands.LOADGEN)), "--url", "x:1", "--requests", "0"])
+    done = _run([sys.executable, "-m", "onnx_serving.loadgen", "--url", "x:1", "--requests", "0"])
     assert done.returncode == 2
     assert "must be >= 1, got 0" in done.stderr

@@ -14,7 +14,18 @@ from onnx_serving.variants import ALL_DOCKERFILES, Variant
 
 from .plan import REPO, SDK_VERSION, module_functions
 
-FUNCTIONS = {"build", "serve", "test", "lint", "scan", "sbom", "publish", "benchmark"}
+FUNCTIONS = {
+    "build",
+    "serve",
+    "test",
+    "lint",
+    "scan",
+    "sbom",
+    "publish",
+    "scan_published",
+    "benchmark",
+    "manifests",
+}
 CHECKS = {"test", "lint", "scan"}
 
 
@@ -67,8 +78,12 @@ def test_the_registered_api_is_documented_for_help() -> None:
     # `dagger check` calls checks without arguments.
     for name in CHECKS:
         assert not any(a.required for a in functions[name].arguments.values()), name
-    assert functions["publish"].cache == "never"  # a release always pushes
-    assert [n for n, a in functions["publish"].arguments.items() if a.required] == ["tag"]
+    # Results that depend on the outside world or on today are never reused.
+    never = {"publish", "scan", "scan_published", "benchmark"}
+    assert {name for name, info in functions.items() if info.cache == "never"} == never
+    # --tag or --edge: neither is required, one is (test_pipeline_invalid_args.py).
+    assert [n for n, a in functions["publish"].arguments.items() if a.required] == []
+    assert functions["publish"].arguments["git"].default_path == "/.git"
 
 
 def test_source_defaults_to_the_repo_root_without_local_clutter() -> None:

@@ -1,21 +1,60 @@
-"""The plan of `publish`: tags x variants, platform variants, registry auth by secret only.
+"""The plan of `publish`: build once, verify (smoke + scan gate) those very images, then push
+them under every tag, registry auth by secret only, optional keyless signing.
 
 The fake engine answers each `publish(address)` with a stand-in digest derived from the
-address; the assertions are on what the module asked the engine to push, and how.
+address, and every scan with a clean Trivy report; the assertions are on what the module
+asked the engine to do, in which order, and with which objects.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import pytest
 from dagger import dag
 
+from onnx_serving import commands
+
 from .conftest import make_module
-from .plan import Call, FakeEngine, calls, dockerfile_target, names, only, render, stand_in_digest
+from .plan import (
+    NATIVE_PLATFORM,
+    Call,
+    FakeEngine,
+    calls,
+    dockerfile_target,
+    fake_engine,
+    find,
+    names,
+    only,
+    render,
+    stand_in_digest,
+)
 
 MARKER = "ghp_publish-token-unique-5c1e2d"
 REPO = "ghcr.io/acme/onnx-serving"
+CLEAN_REPORT = json.dumps({"SchemaVersion": 2, "ArtifactName": "/scan/image.tar", "Results": []})
+
+
+def answers(report: str = CLEAN_REPORT, stdout: Any = None) -> dict[str, Any]:
+    def contents(chain: list[Call]) -> str:
+        if chain[-2].args.get("path") == "/scan/report.json":
+            return report
+        return str(FakeEngine().answer(chain))
+
+    found: dict[str, Any] = {"contents": contents}
+    if stdout is not None:
+        found["stdout"] = stdout
+    return found
+
+
+@pytest.fixture
+def engine() -> Iterator[FakeEngine]:
+    with fake_engine(answers()) as recording:
+        yield recording
 
 
 def _publish(module: Any, **kwargs: Any) -> str:
@@ -26,6 +65,16 @@ def _publish(module: Any, **kwargs: Any) -> str:
 def _builds(publish_call: Call) -> list[dict[str, Any]]:
     """The dockerBuild arguments of each platform variant of one publish call."""
     return [only(calls(c), "dockerBuild").args for c in publish_call.args["platformVariants"]]
+
+
+def _smokes(engine: FakeEngine) -> list[list[Call]]:
+    return [q for q in engine.queries if q[-1].name == "stdout" and find(q, "withServiceBinding")]
+
+
+def _scans(engine: FakeEngine) -> list[list[Call]]:
+    return [
+        q for q in engine.queries if len(q) > 1 and q[-2].args.get("path") == "/scan/report.json"
+    ]
 
 
 def test_release_publishes_every_tag_of_every_variant(module: Any, engine: FakeEngine) -> None:
@@ -42,9 +91,8 @@ def test_release_publishes_every_tag_of_every_variant(module: Any, engine: FakeE
         f"{REPO}:{t}-gpu" for t in ("1.2.3", "1.2", "1", "latest")
     ]
     queries = engine.queries_named("publish")
-    assert [q[-1].args["address"] for q in queries] == expected
+    assert sorted(q[-1].args["address"] for q in queries) == sorted(expected)  # concurrent
     assert out.splitlines() == [stand_in_digest(a) for a in expected]  # one ref@sha256 per tag
-    assert engine.leaf_names() == ["publish"] * 8  # pushes, and nothing else, were executed
 
     for query in queries:
         gpu = query[-1].args["address"].endswith("-gpu")
@@ -54,11 +102,87 @@ def test_release_publishes_every_tag_of_every_variant(module: Any, engine: FakeE
         if gpu:
             assert platforms == ["linux/amd64"]
             assert targets == {("dockerfiles/Dockerfile", "gpu")}
-        else:  # one multi-platform manifest
+        else:  # one multi-platform index
             assert platforms == ["linux/amd64", "linux/arm64"]
             assert targets == {("dockerfiles/Dockerfile", "cpu")}
         for build in builds:  # the release version is the image's VERSION label
             assert {"name": "VERSION", "value": "1.2.3"} in build["buildArgs"]
+
+
+def test_only_the_images_that_passed_smoke_and_scan_are_pushed(
+    module: Any, engine: FakeEngine
+) -> None:
+    _publish(module, tag="v1.0.0", repository="acme/onnx-serving")
+    leaves = engine.leaf_names()
+    first_push = leaves.index("publish")
+    # Every check ran (and was awaited) before the first push.
+    smokes, scans = _smokes(engine), _scans(engine)
+    assert all(engine.queries.index(q) < first_push for q in [*smokes, *scans])
+    # The smoke tests and scans saw exactly the images that were pushed, one each.
+    services = [calls(only(q, "withServiceBinding").args["service"]) for q in smokes]
+    tarballs = [calls(only(q, "withMountedFile").args["source"]) for q in scans]
+    assert all(names(s)[-2:] == ["withExposedPort", "asService"] for s in services)
+    assert all(names(t)[-1] == "asTarball" for t in tarballs)
+    smoked = {_plan(s[:-2]) for s in services}
+    scanned = {_plan(t[:-1]) for t in tarballs}
+    pushed = {
+        _plan(calls(image))
+        for q in engine.queries_named("publish")
+        for image in q[-1].args["platformVariants"]
+    }
+    assert len(pushed) == 3  # cpu amd64 + arm64, gpu amd64
+    assert smoked == pushed
+    assert scanned == pushed
+
+
+def _plan(chain: list[Call]) -> str:
+    """A container's plan as text: equal text, equal container (the engine's ID is its plan)."""
+    return render([[c.type_name, c.name, c.args] for c in chain])
+
+
+def test_emulated_platforms_are_checked_for_readiness_native_ones_fully(
+    module: Any, engine: FakeEngine
+) -> None:
+    _publish(module, tag="v1.0.0", repository="acme/onnx-serving", variants=["cpu"])
+    by_platform = {}
+    for query in _smokes(engine):
+        service = calls(only(query, "withServiceBinding").args["service"])
+        by_platform[only(service, "dockerBuild").args["platform"]] = find(query, "withExec")[-1]
+    assert NATIVE_PLATFORM == "linux/amd64"
+    assert by_platform["linux/amd64"].args["args"] == commands.smoke_command("server:8000")
+    assert by_platform["linux/arm64"].args["args"] == commands.smoke_command(
+        "server:8000", ready_only=True
+    )
+
+
+def test_a_failing_smoke_test_pushes_nothing(module: Any) -> None:
+    def stdout(chain: list[Call]) -> str:
+        if find(chain, "withServiceBinding"):
+            raise RuntimeError("smoke: FAIL: server:8000 model=all: output 'label' missing")
+        return "ok"
+
+    with fake_engine(answers(stdout=stdout)) as engine, pytest.raises(RuntimeError, match="smoke"):
+        _publish(module, tag="v1.0.0", repository="acme/onnx-serving")
+    assert "publish" not in engine.leaf_names()
+
+
+def test_a_finding_at_the_gate_pushes_nothing(module: Any) -> None:
+    finding = {
+        "Target": "python-pkg",
+        "Vulnerabilities": [
+            {
+                "VulnerabilityID": "CVE-2026-4242",
+                "PkgName": "examplelib",
+                "InstalledVersion": "1.0.0",
+                "FixedVersion": "1.0.1",
+                "Severity": "CRITICAL",
+            }
+        ],
+    }
+    report = json.dumps({"SchemaVersion": 2, "Results": [finding]})
+    with fake_engine(answers(report)) as engine, pytest.raises(RuntimeError, match="CVE-2026-4242"):
+        _publish(module, tag="v1.0.0", repository="acme/onnx-serving")
+    assert "publish" not in engine.leaf_names()
 
 
 def test_registry_auth_uses_the_secret_by_reference(module: Any, engine: FakeEngine) -> None:
@@ -91,6 +215,38 @@ def test_prerelease_moves_no_floating_tag(module: Any, engine: FakeEngine) -> No
     ]
 
 
+def test_a_backport_does_not_move_latest(module: Any, engine: FakeEngine, tmp_path: Path) -> None:
+    git = tmp_path / ".git"
+    (git / "refs/tags").mkdir(parents=True)
+    (git / "refs/tags/v2.0.0").write_text("0" * 40 + "\n")  # a loose tag
+    (git / "packed-refs").write_text(
+        "# pack-refs with: peeled fully-peeled sorted\n"
+        f"{'1' * 40} refs/tags/v1.4.1\n^{'2' * 40}\n{'3' * 40} refs/tags/v1.5.0\n"
+    )
+    out = _publish(
+        module,
+        tag="v1.4.2",
+        repository="acme/onnx",
+        variants=["cpu"],
+        git=dag.host().directory(str(git)),
+    )
+    assert [line.split("@")[0].rpartition(":")[2] for line in out.splitlines()] == ["1.4.2", "1.4"]
+
+
+def test_edge_publishes_edge_and_the_commit(engine: FakeEngine) -> None:
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    module = make_module(revision=revision)
+    out = _publish(module, edge=True, repository="acme/onnx")
+    assert [line.split("@")[0] for line in out.splitlines()] == [
+        "ghcr.io/acme/onnx:edge",
+        "ghcr.io/acme/onnx:sha-0123456",
+        "ghcr.io/acme/onnx:edge-gpu",
+        "ghcr.io/acme/onnx:sha-0123456-gpu",
+    ]
+    for build in _builds(engine.queries_named("publish")[0][-1]):
+        assert {"name": "VERSION", "value": "0.0.0-edge.0123456"} in build["buildArgs"]
+
+
 def test_repository_is_lowercased_like_image_names(module: Any, engine: FakeEngine) -> None:
     # GitHub's `github.repository` keeps capitals ("Acme/Onnx-Serving"); image names cannot.
     _publish(module, tag="v1.0.0", repository="Acme/Onnx-Serving", variants=["cpu"])
@@ -100,8 +256,10 @@ def test_repository_is_lowercased_like_image_names(module: Any, engine: FakeEngi
 
 def test_variants_select_what_is_published(module: Any, engine: FakeEngine) -> None:
     _publish(module, tag="v1.0.0", repository="acme/onnx", variants=["gpu"])
-    addresses = [q[-1].args["address"] for q in engine.queries_named("publish")]
-    assert addresses == [f"ghcr.io/acme/onnx:{t}-gpu" for t in ("1.0.0", "1.0", "1", "latest")]
+    addresses = sorted(q[-1].args["address"] for q in engine.queries_named("publish"))
+    assert addresses == sorted(
+        f"ghcr.io/acme/onnx:{t}-gpu" for t in ("1.0.0", "1.0", "1", "latest")
+    )
 
 
 def test_published_images_carry_the_module_labels(engine: FakeEngine) -> None:
@@ -120,3 +278,48 @@ def test_every_published_build_gets_the_ca_bundle_secret(engine: FakeEngine) -> 
         for build in _builds(query[-1]):
             [secret] = build["secrets"]
             assert calls(secret)[0].args["name"] == "ca_bundle"
+
+
+def test_signing_is_keyless_cosign_by_digest_with_the_sboms_attached(engine: FakeEngine) -> None:
+    module = make_module()
+    token = dag.set_secret("registry-token", MARKER)
+    oidc_url = dag.set_secret("oidc-url", "https://oidc.example.invalid/token")
+    oidc_token = dag.set_secret("oidc-token", "oidc-request-token-9d2f")
+    out = _publish(
+        module,
+        tag="v1.0.0",
+        repository="acme/onnx",
+        username="bot",
+        password=token,
+        oidc_request_url=oidc_url,
+        oidc_request_token=oidc_token,
+    )
+    signings = engine.queries_named("sync")
+    assert len(signings) == 2  # one per variant: its index digest
+    pushed = {line.split(":")[1].split("@")[0]: line for line in out.splitlines()}
+    for query, variant_ref in zip(signings, (pushed["1.0.0"], pushed["1.0.0-gpu"]), strict=True):
+        [cosign] = [
+            c.args for c in find(query, "withFile") if c.args["path"] == "/tmp/cosign/cosign"
+        ]
+        assert calls(cosign["source"])[0:2] == [
+            Call("Query", "container", {}),
+            Call("Container", "from", {"address": commands.COSIGN_IMAGE}),
+        ]
+        assert "@sha256:" in commands.COSIGN_IMAGE  # pinned by digest
+        secret_vars = {c.args["name"]: c.args["secret"] for c in find(query, "withSecretVariable")}
+        assert secret_vars == {
+            "REGISTRY_PASSWORD": token,
+            "ACTIONS_ID_TOKEN_REQUEST_URL": oidc_url,
+            "ACTIONS_ID_TOKEN_REQUEST_TOKEN": oidc_token,
+        }
+        execs = [c.args["args"] for c in find(query, "withExec")][1:]  # after the lock install
+        assert execs[0] == ["sh", "-c", commands.COSIGN_LOGIN_SCRIPT]
+        assert execs[1] == commands.cosign_sign_command(variant_ref)
+        attests = execs[2:]
+        assert attests and all(
+            a[:-2] == commands.cosign_attest_command(variant_ref, "x")[:-2] for a in attests
+        )
+        # No key material and no token value anywhere in the plan: keyless, secrets by reference.
+        text = render([c.args for c in query])
+        assert "--key" not in text and MARKER not in text and "oidc-request-token-9d2f" not in text
+    assert "plaintext" not in engine.leaf_names()

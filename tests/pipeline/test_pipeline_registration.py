@@ -10,6 +10,7 @@ from typing import Any
 import dagger.mod
 import pytest
 
+from onnx_serving import gate
 from onnx_serving.main import OnnxServing
 from onnx_serving.variants import Variant
 
@@ -42,8 +43,21 @@ def _type(type_def: Any) -> list[tuple[str, dict[str, Any]]]:
     return chain
 
 
+def _enum(registration: list[Call], name: str) -> list[Call]:
+    for call in find(registration, "withEnum"):
+        chain = calls(call.args["enum"])
+        if only(chain, "withEnum").args["name"] == name:
+            return chain
+    raise AssertionError(f"no enum {name} registered")
+
+
+def test_the_severity_enum_is_the_gates_order(registration: list[Call]) -> None:
+    members = [c.args["name"] for c in find(_enum(registration, "Severity"), "withEnumMember")]
+    assert tuple(members) == gate.SEVERITIES
+
+
 def test_the_variant_enum_is_the_table(registration: list[Call]) -> None:
-    enum = calls(only(registration, "withEnum").args["enum"])
+    enum = _enum(registration, "Variant")
     assert only(enum, "withEnum").args["name"] == "Variant"
     members = [c.args for c in find(enum, "withEnumMember")]
     assert [m["name"] for m in members] == [v.value for v in Variant]
@@ -66,8 +80,37 @@ def test_every_variant_argument_is_the_enum(registration: list[Call]) -> None:
     assert variant_args == {
         "benchmark": ["typeDef", "withEnum"],
         "build": ["typeDef", "withEnum"],
+        "manifests": ["typeDef", "withEnum"],
         "sbom": ["typeDef", "withEnum"],
         "serve": ["typeDef", "withEnum"],
         "scan": ["typeDef", "withOptional", "withEnum", "withOptional"],
         "publish": ["typeDef", "withOptional", "withListOf", "typeDef", "withEnum", "withOptional"],
     }
+
+
+def invoke(function: str, inputs: dict[str, Any], engine_answers: dict[str, Any]) -> Any:
+    """What the runtime does when the engine calls a function: the parent object from its
+    JSON state, arguments from their JSON values, the result unstructured (an ID for objects)."""
+    module = dagger.mod._default_mod
+    parent = {"source": "source-directory-id", "version": "", "revision": "", "created": ""}
+    parent |= {"sourceUrl": "", "baseImage": ""}
+    with fake_engine(engine_answers) as engine:
+        result = asyncio.run(module.get_result("OnnxServing", parent, function, inputs))
+    return result, engine
+
+
+def test_the_runtime_turns_cli_values_into_the_enum_and_platform() -> None:
+    result, engine = invoke(
+        "build", {"variant": "gpu", "platform": "linux/amd64"}, {"id": lambda chain: "ctr-id"}
+    )
+    assert result == "ctr-id"
+    [query] = engine.queries
+    assert query[0].args == {"id": "source-directory-id"}  # the engine's Directory, by ID
+    build = only(query, "dockerBuild").args
+    assert (build["target"], build["platform"]) == ("gpu", "linux/amd64")
+
+
+def test_an_unknown_variant_is_refused_before_the_function_runs() -> None:
+    """(The engine already refuses it: the enum is a GraphQL enum; this is the SDK's own.)"""
+    with pytest.raises(Exception, match="argument 'variant'"):
+        invoke("build", {"variant": "tpu"}, {})

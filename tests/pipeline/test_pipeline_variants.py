@@ -43,7 +43,7 @@ from onnx_serving.main import OnnxServing
 from bench.image_report import variant_list
 from tests.images import docker_support
 from tests.pipeline.conftest import make_module
-from tests.pipeline.plan import dockerfile_target, fake_engine, module_functions, calls, only
+from tests.pipeline.plan import FakeEngine, dockerfile_target, fake_engine, calls, only
 
 seen = {}
 seen["enum"] = [v.value for v in variants.Variant]
@@ -53,7 +53,12 @@ seen["image_tests"] = [v.value for v in docker_support.VARIANTS]
 seen["local_build"] = str(local.parse_variant("slim"))
 seen["base_image"] = local.base_image(variants.Variant.slim)
 module = make_module()
-with fake_engine() as engine:
+clean = json.dumps({"SchemaVersion": 2, "Results": []})
+def contents(chain):
+    if chain[-2].args.get("path") == "/scan/report.json":
+        return clean
+    return FakeEngine().answer(chain)
+with fake_engine({"contents": contents}) as engine:
     out = asyncio.run(module.publish(tag="v1.0.0", repository="acme/onnx"))
 seen["published_tags"] = [line.split("@")[0] for line in out.splitlines() if "slim" in line]
 build = only(calls(asyncio.run(module.build(variant="slim"))), "dockerBuild")
@@ -70,6 +75,7 @@ def throwaway_copy(tmp_path: Path, with_target: bool = True) -> Path:
     shutil.copytree(REPO / "ci/src/onnx_serving", root / "ci/src/onnx_serving", ignore=ignore)
     for folder in ("dockerfiles", "bench", "tests", "requirements"):
         shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("results"))
+    shutil.copy2(REPO / ".trivyignore.yaml", root / ".trivyignore.yaml")  # publish's gate
     table = root / "ci/src/onnx_serving/variants.py"
     text = table.read_text()
     assert MEMBER in text and ROW_ANCHOR in text

@@ -1,9 +1,13 @@
-"""Structure of .github/workflows: each job is checkout + ONE pinned Dagger step.
+"""Structure of .github/workflows: every job is the pinned checkout plus the Dagger CLI, and
+nothing but Dagger runs.
 
-zizmor (`commands.zizmor_command`) audits the workflows for security problems; this test
-checks what is specific to this project: pins equal to dagger.json's engine, least
-privilege, the checks CI runs are the module's checks, the release passes event data
-and the token safely. `workflow_problems` is also run on broken copies: it can fail.
+A job is either checkout + one Dagger step (`dagger check` or a `call`), or, where a token is
+needed, checkout + the action installing the CLI + one `dagger call` step whose environment
+alone holds the token. zizmor (`commands.zizmor_command`) audits the workflows for security
+problems; this test checks what is specific to this project: pins equal to dagger.json's
+engine, least privilege (id-token only where cosign signs), the checks CI runs are the
+module's, event data and tokens reach the CLI only through the environment.
+`workflow_problems` is also run on broken copies: it can fail.
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ from .plan import REPO, module_functions
 WORKFLOWS = REPO / ".github/workflows"
 SHA_PIN = re.compile(r"^[a-z0-9-]+/[a-z0-9-]+@[0-9a-f]{40}$")
 ENGINE = json.loads((REPO / "dagger.json").read_text())["engineVersion"].removeprefix("v")
-WRITE_ALLOWED = {"release.yml": {"packages"}}  # publishing is the only write
+# The only writes: pushing images (packages) and signing them (id-token), by publishing jobs.
+WRITE_ALLOWED = {("release.yml", "publish"), ("ci.yml", "edge")}
+SIGNING = "--oidc-request-token env://ACTIONS_ID_TOKEN_REQUEST_TOKEN"
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -41,26 +47,32 @@ def workflow_problems(name: str, document: dict[str, Any]) -> list[str]:
         problems.append("top-level permissions must be {} (jobs ask for what they need)")
     for job_name, job in document.get("jobs", {}).items():
         where = f"{name}:{job_name}"
-        problems += _permission_problems(where, name, job.get("permissions"))
         steps = job.get("steps", [])
-        if len(steps) != 2:
-            problems.append(f"{where}: expected checkout + one Dagger step, got {len(steps)}")
+        problems += _permission_problems(where, (name, job_name), job.get("permissions"), steps)
+        if len(steps) not in (2, 3):
+            problems.append(f"{where}: expected checkout + Dagger (+ one call), got {len(steps)}")
             continue
-        checkout, dagger_step = steps
-        problems += _checkout_problems(where, checkout)
-        problems += _dagger_problems(where, dagger_step)
+        problems += _checkout_problems(where, steps[0])
+        problems += _action_problems(where, steps[1], installs_only=len(steps) == 3)
+        if len(steps) == 3:
+            problems += _call_problems(where, steps[2])
     return problems
 
 
-def _permission_problems(where: str, name: str, permissions: Any) -> list[str]:
+def _permission_problems(
+    where: str, job: tuple[str, str], permissions: Any, steps: list[dict[str, Any]]
+) -> list[str]:
     if not isinstance(permissions, dict):
         return [f"{where}: job permissions must be an explicit mapping, got {permissions!r}"]
     problems = []
     for scope, level in permissions.items():
-        if level == "write" and scope not in WRITE_ALLOWED.get(name, set()):
+        if level == "write" and (scope not in ("packages", "id-token") or job not in WRITE_ALLOWED):
             problems.append(f"{where}: {scope}: write is not needed here")
         elif level not in ("read", "write", "none"):
             problems.append(f"{where}: {scope}: {level!r} is not a permission level")
+    signs = any(SIGNING in " ".join(str(s.get("run", "")).split()) for s in steps)
+    if (permissions.get("id-token") == "write") != signs:
+        problems.append(f"{where}: id-token: write exactly where cosign signs")
     return problems
 
 
@@ -74,7 +86,7 @@ def _checkout_problems(where: str, step: dict[str, Any]) -> list[str]:
     return problems
 
 
-def _dagger_problems(where: str, step: dict[str, Any]) -> list[str]:
+def _action_problems(where: str, step: dict[str, Any], installs_only: bool) -> list[str]:
     uses = str(step.get("uses", ""))
     inputs = step.get("with", {})
     problems = []
@@ -84,13 +96,27 @@ def _dagger_problems(where: str, step: dict[str, Any]) -> list[str]:
         problems.append(f"{where}: no shell steps: the pipeline is the Dagger module")
     if str(inputs.get("version")) != ENGINE:
         problems.append(f"{where}: Dagger version {inputs.get('version')!r} != engine {ENGINE}")
-    call = str(inputs.get("call", ""))
-    if not call:
-        problems.append(f"{where}: the Dagger step must `call` a module function")
-    if "${{" in call:
+    runs = {k: v for k, v in inputs.items() if k in ("call", "verb", "check", "args", "shell")}
+    if installs_only and (runs or step.get("env")):
+        problems.append(f"{where}: the install step runs nothing and holds no environment")
+    if not installs_only and runs not in ({"verb": "check"},) and set(runs) != {"call"}:
+        problems.append(f"{where}: the Dagger step runs `dagger check` or one `call`: {runs}")
+    if "${{" in str(inputs.get("call", "")):
         problems.append(f"{where}: expressions in `call` are script injection; pass via env")
+    if any("secrets." in str(v) for v in step.get("env", {}).values()):
+        problems.append(f"{where}: a token belongs in the environment of its call step only")
+    return problems
+
+
+def _call_problems(where: str, step: dict[str, Any]) -> list[str]:
+    run = " ".join(str(step.get("run", "")).split())
+    problems = []
+    if "uses" in step or not run.startswith("dagger call ") or re.search(r"[;&|`]|\$\(", run):
+        problems.append(f"{where}: the third step runs one `dagger call` and nothing else")
+    if "${{" in run:
+        problems.append(f"{where}: expressions in a script are injection; pass via env")
     for key, value in step.get("env", {}).items():
-        if "secrets." in str(value) and f"env://{key}" not in call:
+        if "secrets." in str(value) and f"env://{key}" not in run:
             problems.append(f"{where}: secret {key} must reach Dagger only as env://{key}")
     return problems
 
@@ -113,62 +139,81 @@ def test_every_dagger_step_uses_the_same_action_pin() -> None:
     assert len(pins) == 1, pins
 
 
-def test_ci_runs_exactly_the_module_checks_on_push_and_pr() -> None:
+def _run(job: dict[str, Any]) -> str:
+    return " ".join(job["steps"][2]["run"].split())
+
+
+def test_ci_runs_the_module_checks_in_one_engine_and_publishes_main_as_edge() -> None:
     ci = load(WORKFLOWS / "ci.yml")
     assert set(ci["on"]) == {"push", "pull_request"}
-    [job] = ci["jobs"].values()
-    assert job["steps"][1]["with"]["call"] == "$CHECK"
-    assert job["steps"][1]["env"] == {"CHECK": "${{ matrix.check }}"}
-    checks = {n for n, f in module_functions(OnnxServing).items() if f.check}
-    assert set(job["strategy"]["matrix"]["check"]) == checks
+    check = ci["jobs"]["check"]
+    assert check["steps"][1]["with"] == {"version": ENGINE, "verb": "check"}
+    assert {n for n, f in module_functions(OnnxServing).items() if f.check} == {
+        "lint",
+        "test",
+        "scan",
+    }
+    edge = ci["jobs"]["edge"]
+    assert edge["needs"] == "check"
+    assert edge["if"] == "github.event_name == 'push' && github.ref == 'refs/heads/main'"
+    assert "publish --edge" in _run(edge) and '--revision "$REVISION"' in _run(edge)
+    assert edge["steps"][2]["env"]["REVISION"] == "${{ github.sha }}"
 
 
 def test_release_publishes_the_pushed_tag_with_the_token_as_a_secret() -> None:
     release = load(WORKFLOWS / "release.yml")
     assert release["on"] == {"push": {"tags": ["v*"]}}
+    assert release["jobs"]["check"]["steps"][1]["with"] == {"version": ENGINE, "verb": "check"}
     job = release["jobs"]["publish"]
     assert job["needs"] == "check"  # nothing is published unless the checks pass
-    checks = {n for n, f in module_functions(OnnxServing).items() if f.check}
-    assert set(release["jobs"]["check"]["strategy"]["matrix"]["check"]) == checks
-    step = job["steps"][1]
-    call = " ".join(step["with"]["call"].split())
-    assert 'publish --tag "$RELEASE_TAG"' in call
-    assert "--password env://REGISTRY_TOKEN" in call
-    assert step["env"]["RELEASE_TAG"] == "${{ github.ref_name }}"
-    assert step["env"]["REGISTRY_TOKEN"] == "${{ secrets.GITHUB_TOKEN }}"
-    assert job["permissions"] == {"contents": "read", "packages": "write"}
+    assert job["steps"][0]["with"]["fetch-depth"] == 0  # the release tags: backports
+    run = _run(job)
+    assert 'publish --tag "$RELEASE_TAG"' in run
+    assert "--password env://REGISTRY_TOKEN" in run and SIGNING in run
+    env = job["steps"][2]["env"]
+    assert env["RELEASE_TAG"] == "${{ github.ref_name }}"
+    assert env["REGISTRY_TOKEN"] == "${{ secrets.GITHUB_TOKEN }}"
+    assert "env" not in job["steps"][1]  # the CLI install never sees the token
+    assert job["permissions"] == {"contents": "read", "packages": "write", "id-token": "write"}
 
 
-def test_scan_runs_on_a_schedule_for_every_published_variant() -> None:
+def test_scan_pulls_and_scans_what_is_published_weekly() -> None:
     scan = load(WORKFLOWS / "scan.yml")
     assert "schedule" in scan["on"]
     [job] = scan["jobs"].values()
-    # No variant list of its own: `scan` without --variant covers the table's published ones
-    # (test_pipeline_checks.py::test_scan_without_a_variant_scans_every_published_variant).
-    assert "strategy" not in job
-    assert job["steps"][1]["with"]["call"] == "scan"
+    assert _run(job).startswith("dagger call scan-published ")
+    assert "--tags latest,edge" in _run(job)
+    assert job["permissions"] == {"contents": "read", "packages": "read"}
 
 
 BREAKAGES: dict[str, Callable[[dict[str, Any]], None]] = {
     "write-all at the top": lambda d: d.update(permissions="write-all"),
     "a job that can write contents": lambda d: _job(d)["permissions"].update(contents="write"),
+    "the check job may sign": lambda d: d["jobs"]["check"]["permissions"].update(
+        {"id-token": "write"}
+    ),
     "a moving tag": lambda d: _step(d, 1).update(uses="dagger/dagger-for-github@v8"),
     "checkout keeping the token": lambda d: _step(d, 0)["with"].update(
         {"persist-credentials": True}
     ),
     "a drifted Dagger version": lambda d: _step(d, 1)["with"].update(version="0.21.10"),
-    "a shell step": lambda d: _job(d)["steps"].append({"run": "echo hi"}),
-    "an expression in call": lambda d: _step(d, 1)["with"].update(
-        call="publish --tag ${{ github.ref_name }}"
+    "another shell step": lambda d: _job(d)["steps"].append({"run": "echo hi"}),
+    "a script beside the call": lambda d: _step(d, 2).update(run="curl x | sh; dagger call x"),
+    "an expression in the call": lambda d: _step(d, 2).update(
+        run="dagger call publish --tag ${{ github.ref_name }}"
     ),
-    "a secret passed as text": lambda d: _step(d, 1)["with"].update(
-        call='publish --tag "$RELEASE_TAG" --password "$REGISTRY_TOKEN"'
+    "a secret passed as text": lambda d: _step(d, 2).update(
+        run='dagger call publish --tag "$RELEASE_TAG" --password "$REGISTRY_TOKEN"'
     ),
+    "the token in the install step": lambda d: _step(d, 1).update(
+        env={"REGISTRY_TOKEN": "${{ secrets.GITHUB_TOKEN }}"}
+    ),
+    "the install step calls": lambda d: _step(d, 1)["with"].update(call="publish"),
 }
 
 
 def _job(document: dict[str, Any]) -> dict[str, Any]:
-    job: dict[str, Any] = list(document["jobs"].values())[-1]  # release.yml: publish
+    job: dict[str, Any] = document["jobs"]["publish"]
     return job
 
 

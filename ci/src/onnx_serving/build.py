@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import dagger
 
-from .images import ImageMetadata
+from .images import CA_BUNDLE_SECRET_ID, ImageMetadata
 from .variants import Variant
+
+# Where a container built with secrets keeps each one mounted (Dagger's docker_build).
+CA_BUNDLE_PATH = f"/run/secrets/{CA_BUNDLE_SECRET_ID}"
 
 
 def docker_build(
@@ -23,14 +26,16 @@ def docker_build(
     """Build `variant` from `source` (the build context) for one platform.
 
     `platform` None builds for the engine's own platform. The CA bundle is passed by
-    reference as a build secret named `ca_bundle`: the engine mounts it only while a
-    `RUN --mount=type=secret,id=ca_bundle` step runs, so it is in no layer.
+    reference as a build secret named `ca_bundle`: BuildKit mounts it only while a
+    `RUN --mount=type=secret,id=ca_bundle` step runs, so it is in no layer; the container
+    Dagger returns would keep it mounted for later execs and services, so it is unmounted.
     """
     spec = variant.spec
-    return source.docker_build(
+    image = source.docker_build(
         dockerfile=spec.dockerfile,
         target=spec.target,
         platform=platform,
         build_args=[dagger.BuildArg(name=k, value=v) for k, v in metadata.build_args().items()],
         secrets=[ca_bundle] if ca_bundle is not None else [],
     )
+    return image.without_mount(CA_BUNDLE_PATH) if ca_bundle is not None else image

@@ -1,36 +1,41 @@
-"""Command lines shared by the Dagger plan and the Docker image tests.
+"""Command lines shared by the Dagger plan, scripts/ and the tests.
 
-The Dagger functions put these into `with_exec`; tests/ runs the very same lists for real
-against Docker, so what the engine will execute has been executed on this machine too.
-Pure Python, no dagger import: tests import it without an engine.
+The Dagger functions put these into `with_exec`; tests/ and scripts/ run the very same lists
+for real against Docker, so what the engine will execute has been executed on this machine
+too. Pure Python, no dagger import: tests import it without an engine.
 """
 
 from __future__ import annotations
 
-SMOKE_CLIENT = "scripts/smoke_client.py"
+from collections.abc import Sequence
 
 
-def smoke_command(url: str, model: str = "mlp", python: str = "python") -> list[str]:
-    """The tritonclient smoke test against a running server at `url` (host:port)."""
-    return [python, SMOKE_CLIENT, "--url", url, "--model", model]
+def smoke_command(
+    url: str, models: Sequence[str] = (), python: str = "python", ready_only: bool = False
+) -> list[str]:
+    """The tritonclient smoke test against a server at `url` (host:port): every served model
+    (or `models`), requests built from each model's metadata; `ready_only` for emulated
+    platforms, where only readiness is checked."""
+    command = [python, "-m", "onnx_serving.smoke", "--url", url]
+    for model in models:
+        command += ["--model", model]
+    return [*command, "--ready-only"] if ready_only else command
 
 
 # --- What the checks (`test`, `lint`) and `benchmark` execute. ---
 
-# Tests that need no Docker engine and no GPU: they run inside the dev image in `test`.
-UNIT_TEST_MARKERS = "not docker and not gpu"
+# The README's test command, as .ci/run runs it: the `test` check runs exactly this, as root,
+# with a Docker engine of its own (tests/pipeline checks it equals .ci/run).
+TEST_SUITE_ENV = {"REQUIRE_DOCKER": "1"}
+TEST_SUITE_COMMAND: tuple[str, ...] = ("./scripts/test.sh",)
 # The Python code `lint` type-checks (the README's development command).
-TYPED_PATHS: tuple[str, ...] = ("service", "ci/src", "tests", "bench", "scripts")
+TYPED_PATHS: tuple[str, ...] = ("service", "ci/src", "tests", "bench", "scripts", "examples")
 # zizmor audits all of .github: the workflows and dependabot.yml.
 GITHUB_DIR = ".github"
-# The structural workflow test (pins, one Dagger step per job, permissions).
+# The structural workflow test (pins, steps, permissions).
 WORKFLOW_TEST = "tests/pipeline/test_pipeline_workflows.py"
-LOADGEN = "ci/src/onnx_serving/loadgen.py"
-
-
-def unit_test_command(python: str = "python") -> list[str]:
-    """pytest without Docker/GPU tests; no cache dir, so a read-only checkout works."""
-    return [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", UNIT_TEST_MARKERS]
+# The hashed host test environment: the check container installs exactly this.
+TEST_LOCK = "requirements/test.lock"
 
 
 def ruff_command(python: str = "python") -> list[str]:
@@ -50,20 +55,21 @@ def workflow_check_command(python: str = "python") -> list[str]:
 
 def loadgen_command(
     url: str,
-    model: str = "mlp",
+    model: str = "",
     requests: int = 2000,
     concurrency: int = 8,
     batch: int = 1,
     python: str = "python",
 ) -> list[str]:
-    """A bounded load run against a server at `url` (host:port); prints a short report."""
+    """A bounded load run against a server at `url` (host:port) on `model` (default: the
+    first one the server lists); prints a short report."""
     return [
         python,
-        LOADGEN,
+        "-m",
+        "onnx_serving.loadgen",
         "--url",
         url,
-        "--model",
-        model,
+        *(["--model", model] if model else []),
         "--requests",
         str(requests),
         "--concurrency",
@@ -73,8 +79,8 @@ def loadgen_command(
     ]
 
 
-def pip_install_command(requirements: list[str], python: str = "python") -> list[str]:
-    """Install requirement strings into the interpreter's environment (the check container)."""
+def pip_install_lock_command(lock: str = TEST_LOCK, python: str = "python") -> list[str]:
+    """Install a hashed lock into the interpreter's environment: every byte pinned."""
     return [
         python,
         "-m",
@@ -82,7 +88,9 @@ def pip_install_command(requirements: list[str], python: str = "python") -> list
         "install",
         "--disable-pip-version-check",
         "--no-input",
-        *requirements,
+        "--require-hashes",
+        "-r",
+        lock,
     ]
 
 
@@ -111,3 +119,43 @@ def hadolint_command(
 def zizmor_command(path: str = GITHUB_DIR, zizmor: str = "zizmor") -> list[str]:
     """Audit GitHub workflows and Dependabot offline (no API calls); non-zero on findings."""
     return [zizmor, "--offline", "--no-progress", path]
+
+
+# --- Signing (publish in GitHub Actions): cosign, keyless with the job's OIDC token. ---
+
+# cosign v2.6.1 by digest (distroless: its binary is copied into the check container, which
+# has the shell the registry login needs).
+COSIGN_IMAGE = (
+    "ghcr.io/sigstore/cosign/cosign:v2.6.1"
+    "@sha256:68839b7f13dac5a6744a5d8818e984dd39183374e37855c19e14d623d9bc9037"
+)
+COSIGN_BINARY = "/ko-app/cosign"
+# The token arrives as a secret variable, never as an argument; `cosign login` writes the
+# docker config that `sign` and `attest` push their signatures with.
+COSIGN_LOGIN_SCRIPT = (
+    'printf %s "$REGISTRY_PASSWORD" | '
+    'cosign login "$REGISTRY" --username "$REGISTRY_USERNAME" --password-stdin'
+)
+
+
+def cosign_sign_command(reference: str, cosign: str = "cosign") -> list[str]:
+    """Keyless signature of a pushed `ref@sha256:…`, its platform manifests included."""
+    return [cosign, "sign", "--yes", "--recursive", reference]
+
+
+def cosign_attest_command(reference: str, sbom: str, cosign: str = "cosign") -> list[str]:
+    """Attach a CycloneDX SBOM to a pushed `ref@sha256:…` as a signed attestation."""
+    return [cosign, "attest", "--yes", "--type", "cyclonedx", "--predicate", sbom, reference]
+
+
+def cosign_verify_command(reference: str, repository_url: str, cosign: str = "cosign") -> list[str]:
+    """What a consumer runs: the signature was made by this repository's release workflow."""
+    return [
+        cosign,
+        "verify",
+        "--certificate-oidc-issuer",
+        "https://token.actions.githubusercontent.com",
+        "--certificate-identity-regexp",
+        f"^{repository_url}/\\.github/workflows/",
+        reference,
+    ]

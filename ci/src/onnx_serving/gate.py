@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import enum
 import fnmatch
 import json
 import sys
@@ -142,9 +143,19 @@ def parse_severities(text: str) -> frozenset[str]:
     return frozenset(names)
 
 
-def severities_at_least(minimum: str) -> frozenset[str]:
+class Severity(enum.Enum):
+    """The lowest severity that fails the gate; every higher one fails it too."""
+
+    UNKNOWN = "UNKNOWN"
+    LOW = "LOW"
+    MEDIUM = "MEDIUM"
+    HIGH = "HIGH"
+    CRITICAL = "CRITICAL"
+
+
+def severities_at_least(minimum: Severity | str) -> frozenset[str]:
     """`minimum` and every severity above it: severities_at_least("HIGH") = HIGH,CRITICAL."""
-    name = minimum.strip().upper()
+    name = minimum.value if isinstance(minimum, Severity) else minimum.strip().upper()
     if name not in SEVERITIES:
         raise GateInputError(f"bad minimum severity {minimum!r}: use one of {SEVERITIES}")
     return frozenset(SEVERITIES[SEVERITIES.index(name) :])

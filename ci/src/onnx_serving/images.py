@@ -11,6 +11,7 @@ Version label rule: a release publishes its tag's version (tags.py); a local bui
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 # The BuildKit secret id the Dockerfiles mount (`RUN --mount=type=secret,id=ca_bundle`): a CA
@@ -58,3 +59,14 @@ class ImageMetadata:
             "SOURCE_URL": self.source_url,
         }
         return {name: value for name, value in pairs.items() if value}
+
+
+_BASE_IMAGE_ARG = re.compile(r"^ARG BASE_IMAGE=(\S+)", re.MULTILINE)
+
+
+def dockerfile_base_image(dockerfile: str, text: str) -> str:
+    """The `ARG BASE_IMAGE=` default of a Dockerfile's text: the image it builds FROM."""
+    match = _BASE_IMAGE_ARG.search(text)
+    if match is None:
+        raise ValueError(f"{dockerfile} declares no ARG BASE_IMAGE default")
+    return match.group(1)

@@ -1,11 +1,12 @@
 """A small, bounded load generator for `dagger call benchmark` (stdlib only).
 
-It sends a fixed number of Open Inference Protocol v2 JSON requests from `--concurrency`
-keep-alive connections and prints requests/s, rows/s and latency percentiles. It is a quick
-health-under-load report for the pipeline, not the benchmark: bench/ measures contenders side
-by side with wrk. Any failed request makes it exit non-zero.
+It sends a fixed number of Open Inference Protocol v2 JSON requests, built from the model's
+metadata (examples.py), from `--concurrency` keep-alive connections and prints requests/s,
+rows/s and latency percentiles. It is a quick health-under-load report for the pipeline, not
+the benchmark: bench/ measures contenders side by side with wrk. Any failed request makes it
+exit non-zero.
 
-    python ci/src/onnx_serving/loadgen.py --url 127.0.0.1:8000 --model mlp --requests 500
+    python -m onnx_serving.loadgen --url 127.0.0.1:8000 --model mlp --requests 500
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from onnx_serving.examples import example_inputs
+
 
 @dataclass
 class Tally:
@@ -30,15 +33,9 @@ class Tally:
 
 
 def _request_body(metadata: dict[str, Any], batch: int) -> bytes:
-    """A v2 JSON request for the model's first input: `batch` rows of zeros."""
-    spec = metadata["inputs"][0]
-    shape = [batch if d == -1 else int(d) for d in spec["shape"]]
-    count = 1
-    for d in shape:
-        count *= d
-    tensor = {"name": spec["name"], "shape": shape, "datatype": spec["datatype"]}
-    tensor["data"] = [0] * count
-    return json.dumps({"inputs": [tensor]}).encode()
+    """A v2 JSON request with every input of the model, `batch` rows each."""
+    inputs = [example.as_json() for example in example_inputs(metadata, batch)]
+    return json.dumps({"inputs": inputs}).encode()
 
 
 def _connection(url: str) -> http.client.HTTPConnection:
@@ -46,18 +43,30 @@ def _connection(url: str) -> http.client.HTTPConnection:
     return http.client.HTTPConnection(host, int(port or 80), timeout=30)
 
 
-def _fetch_metadata(url: str, model: str) -> dict[str, Any]:
+def _get_json(url: str, method: str, path: str, what: str) -> Any:
     conn = _connection(url)
     try:
-        conn.request("GET", f"/v2/models/{model}")
+        conn.request(method, path)
         response = conn.getresponse()
         body = response.read()
         if response.status != 200:
-            raise SystemExit(f"model {model!r} metadata: HTTP {response.status} {body[:200]!r}")
-        metadata: dict[str, Any] = json.loads(body)
-        return metadata
+            raise SystemExit(f"{what}: HTTP {response.status} {body[:200]!r}")
+        return json.loads(body)
     finally:
         conn.close()
+
+
+def _fetch_metadata(url: str, model: str) -> dict[str, Any]:
+    metadata: dict[str, Any] = _get_json(url, "GET", f"/v2/models/{model}", f"model {model!r}")
+    return metadata
+
+
+def first_model(url: str) -> str:
+    """The first model of the server's repository index (POST /v2/repository/index)."""
+    index = _get_json(url, "POST", "/v2/repository/index", "repository index")
+    if not index:
+        raise SystemExit("the repository index lists no model")
+    return str(sorted(entry["name"] for entry in index)[0])
 
 
 def _worker(url: str, path: str, body: bytes, count: int, tally: Tally) -> None:
@@ -130,13 +139,14 @@ def _positive(text: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", required=True, help="server host:port")
-    parser.add_argument("--model", default="mlp")
+    parser.add_argument("--model", default="", help="model name (default: the first served)")
     parser.add_argument("--requests", type=_positive, default=2000)
     parser.add_argument("--concurrency", type=_positive, default=8)
     parser.add_argument("--batch", type=_positive, default=1)
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    tally = run(args.url, args.model, args.requests, args.concurrency, args.batch)
+    model = args.model or first_model(args.url)
+    tally = run(args.url, model, args.requests, args.concurrency, args.batch)
     print(report(tally, time.perf_counter() - start, args.batch, args.concurrency))
     return 1 if tally.errors or not tally.latencies else 0
 

@@ -4,8 +4,10 @@ Every fact comes from the same modules the Dagger functions use (the variant tab
 args, the CA secret id, run flags, the smoke command), so a laptop build is the CI build.
 Stdlib only: run it with any Python 3.11 and PYTHONPATH=ci/src.
 
-    python3 -m onnx_serving.local build [VARIANT ...]
+    python3 -m onnx_serving.local build [--models DIR] [VARIANT ...]
     python3 -m onnx_serving.local serve [--port 8000] [--name onnx-serving]
+    python3 -m onnx_serving.local test-image IMAGE
+    python3 -m onnx_serving.local push IMAGE REGISTRY/REPOSITORY VERSION [--variant VARIANT]
 
 Errors are one line naming the bad value (exit 2 for usage, 1 for a failed job).
 """
@@ -13,20 +15,26 @@ Errors are one line naming the bad value (exit 2 for usage, 1 for a failed job).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as dt
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from . import commands, docker_cli
-from .images import ImageMetadata
-from .variants import Variant
+from . import commands, docker_cli, validation
+from .images import CONTAINER_PORT, STOP_TIMEOUT_S, ImageMetadata, dockerfile_base_image
+from .models import model_layout
+from .tags import edge_tags, image_tags
+from .variants import LOCAL_REPOSITORY, Variant
 
 REPO = Path(__file__).resolve().parents[3]
 DEFAULT_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -68,11 +76,8 @@ def base_image(variant: Variant) -> str:
     """The `ARG BASE_IMAGE=` default of the variant's Dockerfile (BASE_IMAGE overrides)."""
     if os.environ.get("BASE_IMAGE"):
         return os.environ["BASE_IMAGE"]
-    text = (REPO / variant.spec.dockerfile).read_text()
-    match = re.search(r"^ARG BASE_IMAGE=(\S+)", text, re.MULTILINE)
-    if match is None:
-        raise JobError(f"{variant.spec.dockerfile} declares no ARG BASE_IMAGE default")
-    return match.group(1)
+    dockerfile = variant.spec.dockerfile
+    return dockerfile_base_image(dockerfile, (REPO / dockerfile).read_text())
 
 
 class Docker:
@@ -122,7 +127,48 @@ def ensure_base_image(docker: Docker, image: str) -> None:
         raise JobError(f"base image {image}: {_last_line(done.stderr)}")
 
 
-def build(docker: Docker, variant: Variant, tag: str | None = None) -> str:
+def context_paths() -> list[str]:
+    """What a build context holds: the `!` entries of .dockerignore's allow-list."""
+    lines = (REPO / ".dockerignore").read_text().splitlines()
+    return [line[1:].rstrip("/") for line in lines if line.startswith("!")]
+
+
+@contextlib.contextmanager
+def build_context(models: Path | None) -> Iterator[str]:
+    """The repository root, or, with `models`, a copy of its build context whose models/ is
+    that repository (or that one .onnx file as `<stem>/1/model.onnx`)."""
+    if models is None:
+        yield "."
+        return
+    files = [p.relative_to(models).as_posix() for p in models.rglob("*.onnx")]
+    if models.is_file():
+        files, models = [models.name], models.parent
+    layout = model_layout(str(models), files)
+    with tempfile.TemporaryDirectory(prefix="onnx-serving-context-") as tmp:
+        context = Path(tmp)
+        for relative in [*context_paths(), ".dockerignore", "dockerfiles"]:
+            source, target = REPO / relative, context / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if source.is_dir():
+                shutil.copytree(source, target, dirs_exist_ok=True)
+            elif source.exists():
+                shutil.copy2(source, target)
+        shutil.rmtree(context / "models", ignore_errors=True)
+        if layout.single_file is not None and layout.repository_path is not None:
+            target = context / "models" / layout.repository_path
+            target.parent.mkdir(parents=True)
+            shutil.copy2(models / layout.single_file, target)
+        else:
+            shutil.copytree(models, context / "models")
+        for path in (context / "models").rglob("*"):  # the image's user must read them
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        print(f"build: models from {models} ({', '.join(layout.names)})")
+        yield str(context)
+
+
+def build(
+    docker: Docker, variant: Variant, tag: str | None = None, models: Path | None = None
+) -> str:
     """Build a variant as `onnx-serving:<variant>` (or `tag`); returns the tag."""
     tag = tag or variant.local_tag
     base = base_image(variant)
@@ -130,9 +176,12 @@ def build(docker: Docker, variant: Variant, tag: str | None = None) -> str:
     metadata = checkout_metadata()
     if os.environ.get("BASE_IMAGE"):
         metadata = dataclasses.replace(metadata, base_image=base)
-    command = docker_cli.build_command(docker.binary, variant, tag, metadata, ca_bundle=ca_bundle())
     print(f"build: {tag} ({variant.spec.dockerfile}, target {variant.spec.target or '-'})")
-    done = docker.run(command, timeout=3600)
+    with build_context(models) as context:
+        command = docker_cli.build_command(
+            docker.binary, variant, tag, metadata, ca_bundle=ca_bundle(), context=context
+        )
+        done = docker.run(command, timeout=3600)
     BUILD_LOG.write_text(done.stdout + done.stderr)
     if done.returncode != 0:
         print("\n".join(done.stderr.splitlines()[-30:]), file=sys.stderr)
@@ -162,14 +211,13 @@ def wait_healthy(docker: Docker, name: str, timeout_s: float = HEALTHY_TIMEOUT_S
         raise JobError(f"container {name} is not healthy ({state})")
 
 
-def smoke(url: str, model: str = "mlp") -> None:
-    """The smoke client the Dagger `test` check runs; needs the .venv of scripts/dev_env.sh."""
+def smoke(url: str) -> None:
+    """The smoke client the Dagger checks run, on every served model; needs .venv."""
     python = REPO / ".venv/bin/python"
     if not python.exists():
-        print("smoke: skipped: no .venv (./scripts/dev_env.sh creates it)")
-        return
+        raise JobError("no .venv for the smoke client: ./scripts/dev_env.sh creates it")
     done = subprocess.run(
-        commands.smoke_command(url, model, python=str(python)), cwd=REPO, timeout=180, check=False
+        commands.smoke_command(url, python=str(python)), cwd=REPO, timeout=300, check=False
     )
     if done.returncode != 0:
         raise JobError(f"smoke test against {url} failed")
@@ -189,10 +237,75 @@ def serve(port: int, name: str) -> None:
     smoke(f"127.0.0.1:{port}")
     print(
         f"\nonnx-serving is up: http://127.0.0.1:{port}  (image {tag}, container {name})\n"
-        f"  curl -s http://127.0.0.1:{port}/v2/models/mlp\n"
-        f"  .venv/bin/python {commands.SMOKE_CLIENT} --url 127.0.0.1:{port} --model mlp\n"
+        f"  curl -s -X POST http://127.0.0.1:{port}/v2/repository/index\n"
+        f"  .venv/bin/python -m onnx_serving.smoke --url 127.0.0.1:{port}\n"
         f"Logs: docker logs -f {name}        Stop: docker stop {name} && docker rm {name}"
     )
+
+
+def test_image(image: str) -> None:
+    """Run an image as users should (hardened, loopback port), wait for healthy, smoke-test
+    every served model from its metadata, then SIGTERM: it must exit 0."""
+    docker = Docker()
+    docker.require_engine()
+    if docker.run([docker.binary, "image", "inspect", image]).returncode != 0:
+        raise JobError(f"no local image {image!r} (./scripts/build.sh builds onnx-serving:cpu)")
+    name = f"onnx-serving-test-{uuid.uuid4().hex[:8]}"
+    docker.output(*docker_cli.run_command(docker.binary, image, name)[1:])
+    try:
+        port = docker.output("port", name, f"{CONTAINER_PORT}/tcp").splitlines()[0]
+        url = f"127.0.0.1:{port.rsplit(':', 1)[1]}"
+        wait_healthy(docker, name)
+        smoke(url)
+        stopped = docker.run([docker.binary, "stop", "--time", str(STOP_TIMEOUT_S), name], 120)
+        if stopped.returncode != 0:
+            raise JobError(f"docker stop {name}: {_last_line(stopped.stderr)}")
+        code = docker.output("inspect", "--format", "{{.State.ExitCode}}", name)
+        if code != "0":
+            raise JobError(f"{image} exited {code} on SIGTERM, not 0 (graceful shutdown)")
+        print(f"test-image: OK {image}: healthy, smoke OK, SIGTERM -> exit 0")
+    finally:
+        docker.run([docker.binary, "rm", "--force", name])
+
+
+_DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64})")
+
+
+def push(image: str, destination: str, version: str, variant: Variant) -> list[str]:
+    """Tag and push `image` under every tag `publish` would give it; the ref@digest lines."""
+    host, _, path = destination.partition("/")
+    if not path or not ("." in host or ":" in host or host == "localhost"):
+        raise JobError(
+            f"invalid destination {destination!r}: expected REGISTRY/REPOSITORY, "
+            "e.g. ghcr.io/my-org/onnx-serving or 127.0.0.1:5000/onnx-serving"
+        )
+    host = validation.registry(host)
+    path = validation.repository(path, host)
+    suffix = variant.spec.tag_suffix
+    if version == "edge":
+        tags = edge_tags(_git("rev-parse", "HEAD"), suffix)
+    else:
+        tags = image_tags(version, suffix, _git("tag", "--list").split())
+    docker = Docker()
+    docker.require_engine()
+    lines = []
+    for tag in tags:
+        ref = f"{host}/{path}:{tag}"
+        docker.output("tag", image, ref)
+        done = docker.run([docker.binary, "push", ref], timeout=1800)
+        match = _DIGEST.search(done.stdout)
+        if done.returncode != 0 or match is None:
+            raise JobError(f"docker push {ref}: {_last_line(done.stderr or done.stdout)}")
+        lines.append(f"{ref}@{match.group(1)}")
+    return lines
+
+
+def variant_of(image: str) -> Variant:
+    """The variant a local tag `onnx-serving:<variant>` names; cpu for any other image."""
+    repository, _, tag = image.rpartition(":")
+    if repository == LOCAL_REPOSITORY and tag in {v.value for v in Variant}:
+        return Variant(tag)
+    return Variant.cpu
 
 
 def _port(text: str) -> int:
@@ -214,6 +327,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     jobs = parser.add_subparsers(dest="job", required=True)
     build_parser = jobs.add_parser("build", help="build variants as onnx-serving:<variant>")
     build_parser.add_argument("variants", nargs="*", type=parse_variant, help="default: all")
+    build_parser.add_argument(
+        "--models", type=Path, help="model repository or one .onnx file to bake in"
+    )
+    test_parser = jobs.add_parser("test-image", help="run, smoke-test and stop an image")
+    test_parser.add_argument("image")
+    push_parser = jobs.add_parser("push", help="push an image under the release's tags")
+    push_parser.add_argument("image")
+    push_parser.add_argument("destination", help="REGISTRY/REPOSITORY")
+    push_parser.add_argument("version", help="release tag (v1.2.3) or edge")
+    push_parser.add_argument(
+        "--variant", type=parse_variant, help="tag suffix of this variant (default: from IMAGE)"
+    )
     bases_parser = jobs.add_parser("bases", help="print the base images variants build FROM")
     bases_parser.add_argument("variants", nargs="*", type=parse_variant, help="default: all")
     serve_parser = jobs.add_parser("serve", help="build, run and smoke-test the cpu image")
@@ -228,10 +353,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             docker = Docker()
             docker.require_engine()
             for variant in args.variants or list(Variant):
-                print(build(docker, variant))
+                print(build(docker, variant, models=args.models))
+        elif args.job == "test-image":
+            test_image(args.image)
+        elif args.job == "push":
+            variant = args.variant or variant_of(args.image)
+            for line in push(args.image, args.destination, args.version, variant):
+                print(line)
         else:
             serve(args.port, args.name)
-    except (JobError, subprocess.TimeoutExpired) as exc:
+    except (JobError, ValueError, OSError, subprocess.TimeoutExpired) as exc:
         print(f"{args.job}: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -2,29 +2,60 @@
 
 Thin on purpose: arguments are checked by `validation`, tags come from `tags`, images from
 `build`, and every command a container executes comes from `commands` / `trivy`, the same
-lists the repository's tests run for real with Docker.
+lists the repository's tests and scripts run for real with Docker.
 """
 
 import asyncio
 import datetime as dt
 import json
+from collections.abc import Callable
 from typing import Annotated
 
+import anyio
 import dagger
 import yaml
 from dagger import DefaultPath, Doc, Ignore, check, dag, function, object_type
 
 from . import commands, gate, trivy, validation
-from .build import docker_build
-from .images import CA_BUNDLE_SECRET_ID, CONTAINER_PORT, IMAGE_UID, ImageMetadata
-from .tags import image_tags, parse_release
-from .toolbox import dev_requirements
+from . import manifests as deploy_manifests
+from .build import CA_BUNDLE_PATH, docker_build
+from .images import (
+    CA_BUNDLE_SECRET_ID,
+    CONTAINER_PORT,
+    IMAGE_UID,
+    ImageMetadata,
+    dockerfile_base_image,
+)
+from .models import model_layout
+from .tags import edge_tags, git_release_tags, image_tags, parse_release
 from .variants import ALL_DOCKERFILES, PUBLISHED, Variant
 
-# The variant table's names become a Dagger enum: `--variant` is a closed choice --help lists.
+# Closed choices that --help lists: the variant table's names, the gate's severities.
 dagger.enum_type(Variant)
+dagger.enum_type(gate.Severity)
+
+# Arguments several functions share, documented once.
+Models = Annotated[
+    dagger.Directory | None,
+    Doc("Model repository (<name>/<version>/model.onnx) or one .onnx file to bake in."),
+]
+Registry = Annotated[str, Doc("Registry host[:port], e.g. ghcr.io, docker.io, localhost:5000.")]
+Repository = Annotated[str, Doc("Repository path in the registry, e.g. my-org/onnx-serving.")]
+Username = Annotated[str | None, Doc("Registry user name (with --password).")]
+Password = Annotated[
+    dagger.Secret | None,
+    Doc("Registry token as a secret, e.g. env://REGISTRY_TOKEN (with --username)."),
+]
+MinimumSeverity = Annotated[
+    gate.Severity, Doc("The lowest severity that fails the scan (higher ones fail it too).")
+]
+IgnoreUnfixed = Annotated[
+    bool, Doc("Do not fail on vulnerabilities that have no fixed version yet.")
+]
 
 # Not part of any build context: VCS data, virtualenvs, caches, the engine-generated SDK.
+# Every file a Dockerfile COPYs or a check reads must survive this list and .dockerignore
+# (tests/pipeline/test_pipeline_context.py).
 SOURCE_IGNORE = [
     ".git",
     ".venv",
@@ -38,14 +69,16 @@ SOURCE_IGNORE = [
     ".cache",
     "ci/sdk",
     "bench/results/raw",
+    "mutants",
 ]
 
 SERVER_ALIAS = "server"  # the hostname a bound service gets inside the client container
 SERVER_URL = f"{SERVER_ALIAS}:{CONTAINER_PORT}"
 WORKDIR = "/app"  # the dev image's PYTHONPATH: the checkout is mounted over its baked copy
-TRIVY_CACHE = "/cache/trivy"  # a persistent cache volume: the vulnerability DB lives here
+TRIVY_CACHE = "/cache/trivy"  # a persistent, LOCKED cache volume: the vulnerability DB
 SCAN_DIR = "/scan"
-CA_BUNDLE_PATH = "/run/secrets/ca_bundle"  # where the dev image's own build mounts it too
+SUITE_DIR = "/src"  # where the test check copies the checkout
+DOCKER_STATE = "/var/lib/docker"  # the test check's own engine keeps images and build cache
 
 
 @object_type
@@ -73,7 +106,7 @@ class OnnxServing:
             "release tag's version instead)."
         ),
     ] = ""
-    revision: Annotated[str, Doc("Source revision label, e.g. the git commit SHA.")] = ""
+    revision: Annotated[str, Doc("Source revision label: the full git commit SHA.")] = ""
     created: Annotated[str, Doc("Creation time label (RFC 3339), e.g. the commit time.")] = ""
     source_url: Annotated[str, Doc("Source URL label, e.g. https://github.com/org/repo.")] = ""
     base_image: Annotated[
@@ -91,42 +124,51 @@ class OnnxServing:
             dagger.Platform | None,
             Doc("Target platform, e.g. linux/arm64; default: the engine's own (gpu: amd64)."),
         ] = None,
+        models: Models = None,
     ) -> dagger.Container:
         """Build a serving image from its Dockerfile target, exactly as `docker build` would."""
         chosen = validation.variant(variant)
         target = validation.platform(chosen, platform)
-        return self._image(chosen, target, self.version, await self._build_secret())
+        context = await self._context(models)
+        return self._image(chosen, context, target, self.version, await self._build_secret())
 
     @function
     async def serve(
         self,
         variant: Annotated[Variant, Doc("Image variant to serve.")] = Variant.cpu,
+        models: Models = None,
     ) -> dagger.Service:
         """Run the image as a service: `dagger call serve up --ports 8000:8000`."""
         chosen = validation.variant(variant)
-        return self._service(chosen, await self._build_secret())
+        context = await self._context(models)
+        image = self._native_image(chosen, context, await self._build_secret())
+        return _service(image)
 
     # ----- checks -----------------------------------------------------------------------
 
     @function
     @check
-    async def test(self) -> str:
-        """Run the unit tests in the dev image, then smoke-test the built CPU image."""
+    async def test(
+        self,
+        models: Annotated[
+            dagger.Directory | None,
+            Doc("Model repository or one .onnx file to bake into the smoke-tested image."),
+        ] = None,
+    ) -> str:
+        """Run the whole test suite as CI does (REQUIRE_DOCKER=1 ./scripts/test.sh, with a
+        Docker engine of its own), then smoke-test the cpu image this module builds."""
+        context = await self._context(models)
         secret = await self._build_secret()
-        dev = await self._dev_container(secret)
-        unit = await dev.with_exec(commands.unit_test_command()).stdout()
-        smoke = await (
-            dev.with_service_binding(SERVER_ALIAS, self._service(Variant.cpu, secret))
-            .with_exec(commands.smoke_command(SERVER_URL))
-            .stdout()
-        )
-        return f"unit tests:\n{_tail(unit)}\nsmoke test (cpu image):\n{_tail(smoke)}"
+        suite = await (await self._suite(secret)).stdout()
+        image = self._native_image(Variant.cpu, context, secret)
+        smoke = await self._smoke(await self._checker(secret), image, ready_only=False)
+        return f"test suite:\n{_tail(suite)}\nsmoke test (cpu image):\n{_tail(smoke)}"
 
     @function
     @check
     async def lint(self) -> str:
         """Lint the code (ruff, mypy), every Dockerfile (hadolint) and the CI workflows."""
-        dev = await self._dev_container(await self._build_secret())
+        checker = await self._checker(await self._build_secret())
         steps = {
             "ruff": commands.ruff_command(),
             "mypy": commands.mypy_command(),
@@ -135,23 +177,22 @@ class OnnxServing:
             "workflows": commands.workflow_check_command(),
         }
         # Independent containers: the engine runs them in parallel; any failure fails lint.
-        outputs = await asyncio.gather(*(dev.with_exec(cmd).stdout() for cmd in steps.values()))
+        outputs = await asyncio.gather(*(checker.with_exec(cmd).stdout() for cmd in steps.values()))
         results = zip(steps, outputs, strict=True)
         return "\n".join(f"{name}: ok\n{_tail(out)}" for name, out in results)
 
-    @function
+    # A verdict depends on today's vulnerability DB and ignore-file dates: never reuse one.
+    # The SDK's overloads of `function` omit `cache` (0.21.11), hence the ignores.
+    @function(cache="never")  # type: ignore[call-overload, untyped-decorator]
     @check
     async def scan(
         self,
         variant: Annotated[
             Variant | None, Doc("Image variant to scan; default: every published variant.")
         ] = None,
-        severity: Annotated[
-            str, Doc("Comma list of severities that fail the scan, e.g. HIGH,CRITICAL.")
-        ] = gate.DEFAULT_SEVERITIES,
-        ignore_unfixed: Annotated[
-            bool, Doc("Do not fail on vulnerabilities that have no fixed version yet.")
-        ] = False,
+        models: Models = None,
+        severity: MinimumSeverity = gate.Severity.HIGH,
+        ignore_unfixed: IgnoreUnfixed = False,
     ) -> str:
         """Scan images with Trivy (vulnerabilities, secrets, misconfigurations, licenses).
 
@@ -159,46 +200,25 @@ class OnnxServing:
         reason and an expiry date, in .trivyignore.yaml.
         """
         chosen = [validation.variant(variant)] if variant is not None else list(PUBLISHED)
-        severities = gate.parse_severities(severity)
-        ignores = gate.parse_ignore_entries(
-            yaml.safe_load(await self.source.file(".trivyignore.yaml").contents())
-        )
-        today = dt.date.today()
+        judge = await self._judge(severity, ignore_unfixed)
+        context = await self._context(models)
         secret = await self._build_secret()
-        verdicts = []
-        for v in chosen:
-            image = self._image(v, validation.platform(v, None), self.version, secret)
-            report = await _scan_report(image, today)
-            verdicts.append(
-                gate.evaluate(
-                    json.loads(report),
-                    severities=severities,
-                    ignore_unfixed=ignore_unfixed,
-                    ignores=ignores,
-                    today=today,
-                    artifact=f"{v.value} image",
-                )
-            )
-        summary = "\n".join(verdict.report() for verdict in verdicts)
-        if not all(verdict.passed for verdict in verdicts):
-            raise RuntimeError(summary)
-        return summary
+        checker = await self._checker(secret)
+        images = {f"{v} image": self._native_image(v, context, secret) for v in chosen}
+        return await _gated(checker, images, judge)
 
     @function
     async def sbom(
         self,
         variant: Annotated[Variant, Doc("Image variant to describe.")] = Variant.cpu,
+        models: Models = None,
     ) -> dagger.File:
         """The image's CycloneDX SBOM (JSON): `dagger call sbom export --path sbom.cdx.json`."""
         chosen = validation.variant(variant)
+        context = await self._context(models)
         secret = await self._build_secret()
-        image = self._image(chosen, validation.platform(chosen, None), self.version, secret)
-        sbom_path = f"{SCAN_DIR}/sbom.cdx.json"
-        return (
-            _trivy_container(image)
-            .with_exec(trivy.sbom_command(f"{SCAN_DIR}/image.tar", sbom_path))
-            .file(sbom_path)
-        )
+        image = self._native_image(chosen, context, secret)
+        return _sbom(await self._checker(secret), image)
 
     # ----- release ----------------------------------------------------------------------
 
@@ -206,81 +226,219 @@ class OnnxServing:
     @function(cache="never")  # type: ignore[call-overload, untyped-decorator]
     async def publish(
         self,
-        tag: Annotated[str, Doc("Release tag, e.g. v1.2.3, v1.2 or v1.3.0-rc.1.")],
-        registry: Annotated[
-            str, Doc("Registry host[:port], e.g. ghcr.io, docker.io, localhost:5000.")
-        ] = "ghcr.io",
-        repository: Annotated[
-            str, Doc("Repository path in the registry, e.g. my-org/onnx-serving.")
-        ] = "onnx-serving/onnx-serving",
-        username: Annotated[str | None, Doc("Registry user name (with --password).")] = None,
-        password: Annotated[
-            dagger.Secret | None,
-            Doc("Registry token as a secret, e.g. env://REGISTRY_TOKEN (with --username)."),
-        ] = None,
+        tag: Annotated[
+            str, Doc("Release tag, e.g. v1.2.3, v1.2 or v1.3.0-rc.1 (or use --edge).")
+        ] = "",
+        edge: Annotated[
+            bool, Doc("Publish a main-branch build as edge and sha-<7 hex> (needs --revision).")
+        ] = False,
+        registry: Registry = "ghcr.io",
+        repository: Repository = "onnx-serving/onnx-serving",
+        username: Username = None,
+        password: Password = None,
         variants: Annotated[
             list[Variant] | None, Doc("Variants to publish; default: every published variant.")
         ] = None,
+        models: Models = None,
+        oidc_request_url: Annotated[
+            dagger.Secret | None,
+            Doc("Sign keylessly with cosign: env://ACTIONS_ID_TOKEN_REQUEST_URL (Actions)."),
+        ] = None,
+        oidc_request_token: Annotated[
+            dagger.Secret | None,
+            Doc("With --oidc-request-url: env://ACTIONS_ID_TOKEN_REQUEST_TOKEN."),
+        ] = None,
+        git: Annotated[
+            dagger.Directory | None,
+            DefaultPath("/.git"),
+            Doc("The repository's .git: its release tags decide whether latest, 1 and 1.2 move."),
+        ] = None,
+        manifests: Annotated[
+            bool, Doc("Also print the Kubernetes and KServe manifests for the pushed digests.")
+        ] = False,
     ) -> str:
-        """Publish each variant, for each of its platforms, under every tag of the release.
-
-        Tags follow docs/REGISTRY_GUIDE.md; a variant's images on several platforms are one
-        multi-platform index. Returns one `ref@sha256:…` line per published tag.
+        """Build, verify, then push: each variant and platform is built once, smoke-tested
+        (emulated platforms: started and ready) and scanned at the gate, and only those very
+        images are pushed, under every tag of the release (docs/REGISTRY_GUIDE.md). With
+        OIDC secrets each pushed digest is signed and gets its SBOMs as attestations.
+        Returns one `ref@sha256:…` line per published tag.
         """
         # Everything is checked before the first build or push.
         host = validation.registry(registry)
         path = validation.repository(repository, host)
         validation.credentials(username, password is not None)
+        signing = validation.signing(
+            oidc_request_url is not None, oidc_request_token is not None, password is not None
+        )
         chosen = validation.published_variants(variants)
-        release = parse_release(tag)
-        addresses = {
-            v: [f"{host}/{path}:{t}" for t in image_tags(tag, v.spec.tag_suffix)] for v in chosen
-        }
+        version, tags_of = await self._release(tag, edge, git)
+        addresses = {v: [f"{host}/{path}:{t}" for t in tags_of(v)] for v in chosen}
+        context = await self._context(models)
 
         secret = await self._build_secret()
-        published: list[str] = []
-        for v in chosen:
-            platforms = [dagger.Platform(p) for p in v.spec.platforms]
-            images = [self._image(v, p, release.version, secret) for p in platforms]
-            publisher = dag.container()
-            if username is not None and password is not None:
-                publisher = publisher.with_registry_auth(host, username, password)
-            for address in addresses[v]:
-                published.append(await publisher.publish(address, platform_variants=images))
-        return "\n".join(published)
+        native = await dag.default_platform()
+        images = {
+            (v, p): self._image(v, context, p, version, secret)
+            for v in chosen
+            for p in (dagger.Platform(name) for name in v.spec.platforms)
+        }
+        checker = await self._checker(secret)
+        judge = await self._judge(gate.Severity.HIGH, False)
+        # Verify: nothing is pushed unless every image passed both.
+        await asyncio.gather(
+            *(
+                self._smoke(checker, image, ready_only=p != native)
+                for (_, p), image in images.items()
+            ),
+            _gated(checker, {f"{v} image ({p})": image for (v, p), image in images.items()}, judge),
+        )
+
+        publisher = dag.container()
+        if username is not None and password is not None:
+            publisher = publisher.with_registry_auth(host, username, password)
+        published: dict[str, str] = {}
+
+        async def push(address: str, platform_variants: list[dagger.Container]) -> None:
+            published[address] = await publisher.publish(
+                address, platform_variants=platform_variants
+            )
+
+        async with anyio.create_task_group() as pushes:
+            for v in chosen:
+                verified = [images[(v, dagger.Platform(p))] for p in v.spec.platforms]
+                for address in addresses[v]:
+                    pushes.start_soon(push, address, verified)
+        lines = [published[a] for v in chosen for a in addresses[v]]
+
+        if signing and oidc_request_url and oidc_request_token and username and password:
+            signer = (
+                _signer(checker, host, username, password)
+                .with_secret_variable("ACTIONS_ID_TOKEN_REQUEST_URL", oidc_request_url)
+                .with_secret_variable("ACTIONS_ID_TOKEN_REQUEST_TOKEN", oidc_request_token)
+            )
+            for v in chosen:
+                digest_ref = published[addresses[v][0]]
+                sboms = [_sbom(checker, images[(v, dagger.Platform(p))]) for p in v.spec.platforms]
+                await _sign(signer, digest_ref, sboms)
+        if manifests:
+            # Every tag of a variant names one digest: its first tag stands for it.
+            rendered = deploy_manifests.render_published(published[addresses[v][0]] for v in chosen)
+            lines += [f"---\n# {path}\n{text}" for path, text in rendered.items()]
+        return "\n".join(lines)
+
+    # A weekly verdict on what users pull today: never cached.
+    @function(cache="never")  # type: ignore[call-overload, untyped-decorator]
+    async def scan_published(
+        self,
+        registry: Registry = "ghcr.io",
+        repository: Repository = "onnx-serving/onnx-serving",
+        tags: Annotated[
+            list[str] | None,
+            Doc("Tags to scan, each with every variant's suffix (default: latest), e.g. edge."),
+        ] = None,
+        username: Username = None,
+        password: Password = None,
+        severity: MinimumSeverity = gate.Severity.HIGH,
+        ignore_unfixed: IgnoreUnfixed = False,
+    ) -> str:
+        """Pull what is published (every published variant under each tag) and scan exactly
+        those images; fails with the list of findings."""
+        host = validation.registry(registry)
+        path = validation.repository(repository, host)
+        validation.credentials(username, password is not None)
+        wanted = [validation.floating_tag(t) for t in tags or ["latest"]]
+        judge = await self._judge(severity, ignore_unfixed)
+        images = {}
+        for tag in wanted:
+            for v in PUBLISHED:
+                address = f"{host}/{path}:{tag}{v.spec.tag_suffix}"
+                puller = dag.container(platform=dagger.Platform(v.spec.platforms[0]))
+                if username is not None and password is not None:
+                    puller = puller.with_registry_auth(host, username, password)
+                images[address] = puller.from_(address)
+        return await _gated(await self._checker(await self._build_secret()), images, judge)
+
+    @function
+    async def manifests(
+        self,
+        image: Annotated[
+            str,
+            Doc(
+                "The published image by digest: REGISTRY/REPOSITORY[:TAG]@sha256:<64 hex>, "
+                "e.g. a line `publish` printed (the tag is dropped)."
+            ),
+        ],
+        variant: Annotated[Variant, Doc("The image's variant.")] = Variant.cpu,
+        storage_uri: Annotated[
+            str,
+            Doc(
+                "The InferenceService's model repository (<name>/<version>/model.onnx), "
+                "e.g. s3://bucket/path or pvc://claim/path."
+            ),
+        ] = deploy_manifests.DEFAULT_STORAGE_URI,
+        namespace: Annotated[
+            str, Doc("The namespace of every resource.")
+        ] = deploy_manifests.DEFAULT_NAMESPACE,
+    ) -> dagger.Directory:
+        """Kubernetes and KServe manifests for a published image digest (docs/DEPLOY.md):
+        <variant>/kubernetes.yaml (Deployment, Service, HorizontalPodAutoscaler,
+        PodDisruptionBudget) and <variant>/kserve/{servingruntime,inferenceservice}.yaml.
+        `dagger call manifests --image REF@sha256:… export --path deploy-out`.
+        """
+        files = deploy_manifests.render(image, validation.variant(variant), storage_uri, namespace)
+        out = dag.directory()
+        for path, text in files.items():
+            out = out.with_new_file(path, text)
+        return out
 
     # ----- benchmark --------------------------------------------------------------------
 
-    @function
+    # Numbers of this run, on this engine, now: never cached.
+    @function(cache="never")  # type: ignore[call-overload, untyped-decorator]
     async def benchmark(
         self,
         variant: Annotated[Variant, Doc("Image variant to load.")] = Variant.cpu,
         requests: Annotated[int, Doc("Total number of inference requests.")] = 2000,
         concurrency: Annotated[int, Doc("Concurrent keep-alive connections.")] = 8,
         batch: Annotated[int, Doc("Rows per request.")] = 1,
+        models: Models = None,
+        model: Annotated[str, Doc("Model to load; default: the first one served.")] = "",
     ) -> str:
         """A short load test of the served image: req/s, rows/s, p50 and p99 latency."""
         chosen = validation.variant(variant)
         command = commands.loadgen_command(
             SERVER_URL,
+            model,
             requests=validation.positive("requests", requests),
             concurrency=validation.positive("concurrency", concurrency),
             batch=validation.positive("batch", batch),
         )
+        context = await self._context(models)
         secret = await self._build_secret()
-        dev = await self._dev_container(secret)
+        image = self._native_image(chosen, context, secret)
+        checker = await self._checker(secret)
         return await (
-            dev.with_service_binding(SERVER_ALIAS, self._service(chosen, secret))
-            .with_exec(command)
-            .stdout()
+            checker.with_service_binding(SERVER_ALIAS, _service(image)).with_exec(command).stdout()
         )
 
     # ----- helpers (not exposed) --------------------------------------------------------
 
+    async def _context(self, models: dagger.Directory | None) -> dagger.Directory:
+        """The build context: the repository, its models/ replaced by `models` if given."""
+        if models is None:
+            return self.source
+        layout = model_layout("--models", await models.glob("**/*.onnx"))
+        if layout.single_file is not None and layout.repository_path is not None:
+            models = dag.directory().with_file(
+                layout.repository_path, models.file(layout.single_file)
+            )
+        return self.source.without_directory("models").with_directory("models", models)
+
     def _image(
         self,
         chosen: Variant,
-        platform: str | None,
+        context: dagger.Directory,
+        platform: dagger.Platform | str | None,
         version: str,
         secret: dagger.Secret | None,
     ) -> dagger.Container:
@@ -292,34 +450,99 @@ class OnnxServing:
             base_image=self.base_image,
         )
         target = dagger.Platform(platform) if platform else None
-        return docker_build(self.source, chosen, target, metadata, secret)
+        return docker_build(context, chosen, target, metadata, secret)
 
-    def _service(self, chosen: Variant, secret: dagger.Secret | None) -> dagger.Service:
-        """The variant's image running its own entrypoint, its port exposed."""
-        image = self._image(chosen, validation.platform(chosen, None), self.version, secret)
-        return image.with_exposed_port(CONTAINER_PORT).as_service(use_entrypoint=True)
+    def _native_image(
+        self, chosen: Variant, context: dagger.Directory, secret: dagger.Secret | None
+    ) -> dagger.Container:
+        """The variant built for the engine's platform (or its only one)."""
+        return self._image(chosen, context, validation.platform(chosen, None), self.version, secret)
 
-    async def _dev_container(self, secret: dagger.Secret | None) -> dagger.Container:
-        """The dev image plus the pyproject `dev` tools, the checkout at WORKDIR.
+    async def _checker(self, secret: dagger.Secret | None) -> dagger.Container:
+        """The check container: the dev image plus requirements/test.lock (hashed), as the
+        image's user, the checkout at WORKDIR. Tests, linters, scanners and clients run here.
 
-        Tests, linters and clients run here. The tools are installed before the checkout is
-        mounted, so the install is cached until pyproject.toml's dev list changes.
+        The tools are installed before the checkout is mounted, so the install is cached until
+        the lock changes; the CA bundle is mounted for that one step.
         """
-        tools = dev_requirements(await self.source.file("pyproject.toml").contents())
         dev = docker_build(self.source, Variant.dev, None, ImageMetadata(), secret)
-        installer = dev.with_user("root")
-        if secret is not None:  # pip trusts the proxy's CA; mounted for this step only
+        installer = dev.with_user("root").with_file(
+            f"/tmp/{commands.TEST_LOCK}", self.source.file(commands.TEST_LOCK)
+        )
+        if secret is not None:
             installer = installer.with_mounted_secret(CA_BUNDLE_PATH, secret).with_env_variable(
                 "PIP_CERT", CA_BUNDLE_PATH
             )
-        installed = installer.with_exec(commands.pip_install_command(tools))
+        installed = installer.with_exec(
+            commands.pip_install_lock_command(f"/tmp/{commands.TEST_LOCK}")
+        )
         if secret is not None:
             installed = installed.without_env_variable("PIP_CERT").without_mount(CA_BUNDLE_PATH)
         return (
             installed.with_user(str(IMAGE_UID))
             .with_mounted_directory(WORKDIR, self.source, owner=str(IMAGE_UID))
             .with_workdir(WORKDIR)
+            .with_env_variable("PYTHONPATH", f"{WORKDIR}:{WORKDIR}/ci/src")
         )
+
+    async def _suite(self, secret: dagger.Secret | None) -> dagger.Container:
+        """The README's test command in a Debian container with its own Docker engine: as
+        root, with the capabilities dockerd needs, its state in a cache volume. The container
+        is the cpu image's own base (Debian with Python 3.11)."""
+        dockerfile = Variant.cpu.spec.dockerfile
+        base = self.base_image or dockerfile_base_image(
+            dockerfile, await self.source.file(dockerfile).contents()
+        )
+        suite = (
+            dag.container()
+            .from_(base)
+            .with_mounted_cache(DOCKER_STATE, dag.cache_volume("onnx-serving-test-docker"))
+            .with_directory(SUITE_DIR, self.source)
+            .with_workdir(SUITE_DIR)
+        )
+        for name, value in commands.TEST_SUITE_ENV.items():
+            suite = suite.with_env_variable(name, value)
+        if secret is not None:  # pip and the image builds trust the proxy's CA
+            suite = (
+                suite.with_mounted_secret(CA_BUNDLE_PATH, secret)
+                .with_env_variable("CA_BUNDLE", CA_BUNDLE_PATH)
+                .with_env_variable("PIP_CERT", CA_BUNDLE_PATH)
+            )
+        return suite.with_exec(list(commands.TEST_SUITE_COMMAND), insecure_root_capabilities=True)
+
+    async def _smoke(
+        self, checker: dagger.Container, image: dagger.Container, ready_only: bool
+    ) -> str:
+        """The smoke client in the check container against `image` served as a service."""
+        return await (
+            checker.with_service_binding(SERVER_ALIAS, _service(image))
+            .with_exec(commands.smoke_command(SERVER_URL, ready_only=ready_only))
+            .stdout()
+        )
+
+    async def _judge(self, severity: gate.Severity | str, ignore_unfixed: bool) -> "_Judge":
+        """The gate's settings, checked before anything is built: threshold and ignore file."""
+        severities = gate.severities_at_least(severity)
+        ignores = gate.parse_ignore_entries(
+            yaml.safe_load(await self.source.file(".trivyignore.yaml").contents())
+        )
+        return _Judge(severities, ignore_unfixed, ignores, dt.date.today())
+
+    async def _release(
+        self, tag: str, edge: bool, git: dagger.Directory | None
+    ) -> tuple[str, Callable[[Variant], list[str]]]:
+        """The version label and the tags per variant of a release or an edge build."""
+        if bool(tag) == edge:
+            raise ValueError("give either --tag vX.Y.Z (a release) or --edge (a main build)")
+        if edge:
+            revision = self.revision
+            edge_tags(revision)  # a one-line error before anything runs
+            return self.version or f"0.0.0-edge.{revision[:7]}", lambda v: edge_tags(
+                revision, v.spec.tag_suffix
+            )
+        release = parse_release(tag)
+        released = await _release_tags(git) if git is not None else []
+        return release.version, lambda v: image_tags(tag, v.spec.tag_suffix, released)
 
     async def _build_secret(self) -> dagger.Secret | None:
         """The CA bundle under the id the Dockerfiles mount.
@@ -333,16 +556,43 @@ class OnnxServing:
         return dag.set_secret(CA_BUNDLE_SECRET_ID, await self.ca_bundle.plaintext())
 
 
-def _trivy_container(image: dagger.Container) -> dagger.Container:
-    """Trivy at the pinned version with the image tarball mounted."""
-    return (
-        dag.container()
-        .from_(trivy.TRIVY_IMAGE)
-        .with_mounted_file(f"{SCAN_DIR}/image.tar", image.as_tarball())
-    )
+# ----- module-level helpers -----------------------------------------------------------------
 
 
-async def _scan_report(image: dagger.Container, today: dt.date) -> str:
+class _Judge:
+    """A gate threshold and ignore list, fixed for one call."""
+
+    def __init__(
+        self,
+        severities: frozenset[str],
+        ignore_unfixed: bool,
+        ignores: list[gate.IgnoreEntry],
+        today: dt.date,
+    ) -> None:
+        self.severities, self.ignore_unfixed = severities, ignore_unfixed
+        self.ignores, self.today = ignores, today
+
+    def verdict(self, report: str, artifact: str) -> gate.Verdict:
+        return gate.evaluate(
+            json.loads(report),
+            severities=self.severities,
+            ignore_unfixed=self.ignore_unfixed,
+            ignores=self.ignores,
+            today=self.today,
+            artifact=artifact,
+        )
+
+
+def _service(image: dagger.Container) -> dagger.Service:
+    """An image running its own entrypoint, its port exposed."""
+    return image.with_exposed_port(CONTAINER_PORT).as_service(use_entrypoint=True)
+
+
+def _with_tarball(checker: dagger.Container, image: dagger.Container) -> dagger.Container:
+    return checker.with_mounted_file(f"{SCAN_DIR}/image.tar", image.as_tarball())
+
+
+async def _scan_report(checker: dagger.Container, image: dagger.Container, today: dt.date) -> str:
     """Trivy's JSON report on `image`, with a fresh-today vulnerability DB from a cache volume."""
     report_path = f"{SCAN_DIR}/report.json"
     command = trivy.image_scan_command(
@@ -352,8 +602,13 @@ async def _scan_report(image: dagger.Container, today: dt.date) -> str:
         cache_dir=TRIVY_CACHE,
     )
     return await (
-        _trivy_container(image)
-        .with_mounted_cache(TRIVY_CACHE, dag.cache_volume("onnx-serving-trivy-db"))
+        _with_tarball(checker, image)
+        .with_mounted_cache(
+            TRIVY_CACHE,
+            dag.cache_volume("onnx-serving-trivy-db"),
+            sharing=dagger.CacheSharingMode.LOCKED,
+            owner=str(IMAGE_UID),
+        )
         # The date busts the exec cache once a day, so the DB download re-runs daily.
         .with_env_variable("TRIVY_DB_DAY", today.isoformat())
         .with_exec(commands.trivy_db_command(TRIVY_CACHE))
@@ -361,6 +616,65 @@ async def _scan_report(image: dagger.Container, today: dt.date) -> str:
         .file(report_path)
         .contents()
     )
+
+
+async def _gated(
+    checker: dagger.Container, images: dict[str, dagger.Container], judge: _Judge
+) -> str:
+    """Scan every image (concurrently) and judge it; raises with every finding on a FAIL."""
+    reports = await asyncio.gather(
+        *(_scan_report(checker, image, judge.today) for image in images.values())
+    )
+    verdicts = [judge.verdict(r, name) for name, r in zip(images, reports, strict=True)]
+    summary = "\n".join(verdict.report() for verdict in verdicts)
+    if not all(verdict.passed for verdict in verdicts):
+        raise RuntimeError(summary)
+    return summary
+
+
+def _sbom(checker: dagger.Container, image: dagger.Container) -> dagger.File:
+    sbom_path = f"{SCAN_DIR}/sbom.cdx.json"
+    return (
+        _with_tarball(checker, image)
+        .with_exec(trivy.sbom_command(f"{SCAN_DIR}/image.tar", sbom_path))
+        .file(sbom_path)
+    )
+
+
+def _signer(
+    checker: dagger.Container, host: str, username: str, password: dagger.Secret
+) -> dagger.Container:
+    """The check container with the pinned cosign, logged in to the registry."""
+    cosign = dag.container().from_(commands.COSIGN_IMAGE).file(commands.COSIGN_BINARY)
+    return (
+        checker.with_file("/tmp/cosign/cosign", cosign, permissions=0o755)
+        .with_env_variable("PATH", "/tmp/cosign:$PATH", expand=True)
+        .with_env_variable("HOME", "/tmp")
+        .with_env_variable("REGISTRY", host)
+        .with_env_variable("REGISTRY_USERNAME", username)
+        .with_secret_variable("REGISTRY_PASSWORD", password)
+        .with_exec(["sh", "-c", commands.COSIGN_LOGIN_SCRIPT])
+    )
+
+
+async def _sign(signer: dagger.Container, reference: str, sboms: list[dagger.File]) -> None:
+    """Sign a pushed digest and attach each platform's SBOM as an attestation."""
+    signed = signer.with_exec(commands.cosign_sign_command(reference))
+    for n, sbom in enumerate(sboms):
+        path = f"/tmp/sbom-{n}.cdx.json"
+        signed = signed.with_file(path, sbom).with_exec(
+            commands.cosign_attest_command(reference, path)
+        )
+    await signed.sync()
+
+
+async def _release_tags(git: dagger.Directory) -> list[str]:
+    """The tag names of a .git directory (packed and loose)."""
+    loose = await git.glob("refs/tags/**")
+    packed = await git.glob("packed-refs")
+    text = await git.file("packed-refs").contents() if packed else ""
+    names = [p.removeprefix("refs/tags/") for p in loose if not p.endswith("/")]
+    return git_release_tags(text, names)
 
 
 def _tail(text: str, lines: int = 15) -> str:

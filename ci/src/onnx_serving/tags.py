@@ -1,11 +1,17 @@
-"""Semver release tag → image tags, like docker/metadata-action's semver patterns.
+"""What tags a published image gets, like docker/metadata-action's conventions.
 
-Pure Python, no dagger import: the rules are tested as a table without an engine.
+Pure Python, no dagger import: the rules are tested as a table without an engine
+(docs/REGISTRY_GUIDE.md shows the same table, checked against this module).
 
     v1.2.3       → 1.2.3, 1.2, 1, latest
     v1.3.0-rc.1  → 1.3.0-rc.1            (a prerelease never moves 1.3, 1 or latest)
     v1.2         → 1.2, 1, latest        (a release line: no patch number is invented)
+    main branch  → edge, sha-<7 hex>     (every push to main; a release never moves edge)
     a variant    → the same tags with its suffix from the variant table (1.2.3-gpu, …)
+
+Backports: a floating tag (1.2, 1, latest) moves only when the release is at least as high as
+every stable release already tagged in its scope. v1.4.2 after v2.0.0 publishes 1.4.2, 1.4
+and 1 (if no 1.5.x exists), never latest.
 
 The leading "v" is optional. Build metadata ("+build.5") is rejected: "+" is not allowed in
 an image tag, and silently dropping it would publish two builds under one tag.
@@ -14,6 +20,7 @@ an image tag, and silently dropping it would publish two builds under one tag.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from .variants import Variant
@@ -46,6 +53,11 @@ class Release:
         core = f"{self.major}.{self.minor}" + (f".{self.patch}" if self.patch else "")
         return core + (f"-{self.prerelease}" if self.prerelease else "")
 
+    @property
+    def key(self) -> tuple[int, int, int]:
+        """Numeric order of stable releases (a release line v1.2 sorts as 1.2.0)."""
+        return int(self.major), int(self.minor), int(self.patch or 0)
+
 
 def parse_release(tag: str) -> Release:
     """Parse `tag` (v1.2.3, 1.2.3, v1.2, v1.3.0-rc.1) or raise a one-line ValueError."""
@@ -61,12 +73,58 @@ def parse_release(tag: str) -> Release:
     return release
 
 
-def image_tags(tag: str, suffix: str = "") -> list[str]:
-    """The image tags one release tag publishes, most specific first, each with `suffix`."""
+def image_tags(tag: str, suffix: str = "", released: Sequence[str] = ()) -> list[str]:
+    """The image tags one release tag publishes, most specific first, each with `suffix`.
+
+    `released` are the repository's existing release tags (anything else in it is ignored):
+    a floating tag is left where it is when a higher stable release is already in its scope.
+    """
     release = parse_release(tag)
     if release.prerelease:
-        tags = [release.version]
-    else:
-        tags = [release.version, f"{release.major}.{release.minor}", release.major, "latest"]
-        tags = list(dict.fromkeys(tags))  # v1.2 yields 1.2 twice: keep the first
+        return [f"{release.version}{suffix}"]
+    others = [r.key for r in _stable(released)]
+    tags = [release.version]
+    for floating, scope in (
+        (f"{release.major}.{release.minor}", 2),
+        (release.major, 1),
+        ("latest", 0),
+    ):
+        if all(key <= release.key for key in others if key[:scope] == release.key[:scope]):
+            tags.append(floating)
+    tags = list(dict.fromkeys(tags))  # v1.2 yields 1.2 twice: keep the first
     return [f"{t}{suffix}" for t in tags]
+
+
+def _stable(tags: Iterable[str]) -> list[Release]:
+    found = []
+    for tag in tags:
+        try:
+            release = parse_release(tag)
+        except ValueError:
+            continue  # not a release tag
+        if not release.prerelease:
+            found.append(release)
+    return found
+
+
+_REVISION = re.compile(r"[0-9a-f]{40}")
+
+
+def edge_tags(revision: str, suffix: str = "") -> list[str]:
+    """What a push to the main branch publishes: edge and sha-<7 hex>, each with `suffix`."""
+    if not _REVISION.fullmatch(revision):
+        raise ValueError(
+            f"invalid revision {revision!r}: an edge build needs the full 40-hex commit SHA "
+            "(--revision)"
+        )
+    return [f"edge{suffix}", f"sha-{revision[:7]}{suffix}"]
+
+
+def git_release_tags(packed_refs: str, loose_tags: Iterable[str]) -> list[str]:
+    """Tag names from a repository's .git: `packed-refs` text and the refs/tags/ file names."""
+    names = [
+        line.split()[1].removeprefix("refs/tags/")
+        for line in packed_refs.splitlines()
+        if line and not line.startswith(("#", "^")) and " refs/tags/" in line
+    ]
+    return sorted({*names, *loose_tags})

