@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -36,7 +35,6 @@ from tests.images.docker_support import (
     BASE_IMAGES,
     IMAGE_REPOSITORY,
     LEAK_CANARY,
-    REPO,
     Container,
     Docker,
     docker_problem,
@@ -149,16 +147,7 @@ def base_image(docker: Docker) -> str:
     """The base images the Dockerfiles start FROM, present locally: already there, pulled, or
     a Debian stand-in built. Returns the cpu variant's."""
     for image in BASE_IMAGES:
-        result = subprocess.run(
-            ["scripts/ensure_base_image.sh", image],
-            capture_output=True,
-            text=True,
-            timeout=900,
-            env=docker.env,
-            cwd=REPO,
-        )
-        if result.returncode != 0:
-            pytest.fail(f"ensure_base_image.sh failed:\n{result.stderr[-3000:]}", pytrace=False)
+        docker.ensure_image("ensure_base_image.sh", image)
     return base_image_of(Variant.cpu)
 
 

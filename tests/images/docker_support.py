@@ -94,6 +94,20 @@ class Docker:
     def output(self, *args: str, timeout: float = 120) -> str:
         return self.run(*args, timeout=timeout).stdout.strip()
 
+    def ensure_image(self, script: str, image: str) -> str:
+        """Make `image` local with scripts/`script` (local, pulled, or a Debian stand-in)."""
+        done = subprocess.run(
+            [f"scripts/{script}", image],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            env=self.env,
+            cwd=REPO,
+        )
+        if done.returncode != 0:
+            pytest.fail(f"{script} {image} failed:\n{done.stderr[-3000:]}", pytrace=False)
+        return image
+
     def build(self, variant: Variant, tag: str, secret_file: Path) -> None:
         """The build scripts/ and bench/ run, with METADATA and `secret_file` as ca_bundle."""
         command = docker_cli.build_command(

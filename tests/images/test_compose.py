@@ -69,17 +69,7 @@ def compose_env(docker: Docker, tmp_path_factory: pytest.TempPathFactory) -> dic
 @pytest.fixture(scope="module")
 def postgres_image(docker: Docker) -> str:
     """postgres:15 in the local engine: already there, pulled, or the Debian stand-in."""
-    done = subprocess.run(
-        ["scripts/ensure_postgres_image.sh", POSTGRES_IMAGE],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env=docker.env,
-        cwd=REPO,
-    )
-    if done.returncode != 0:
-        pytest.fail(f"ensure_postgres_image.sh failed:\n{done.stderr[-3000:]}", pytrace=False)
-    return POSTGRES_IMAGE
+    return docker.ensure_image("ensure_postgres_image.sh", POSTGRES_IMAGE)
 
 
 @dataclass(frozen=True)

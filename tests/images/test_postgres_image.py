@@ -49,15 +49,7 @@ def containers(docker: Docker) -> Iterator[list[str]]:
 def test_the_image_keeps_the_official_environment_contract(
     docker: Docker, containers: list[str], tmp_path: Path
 ) -> None:
-    done = subprocess.run(
-        ["scripts/ensure_postgres_image.sh", IMAGE],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env=docker.env,
-        cwd=REPO,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    docker.ensure_image("ensure_postgres_image.sh", IMAGE)
     secret = tmp_path / "password"
     secret.write_text("contract-password\n")  # the trailing newline is not part of it
     secret.chmod(0o644)
