@@ -14,10 +14,9 @@ import asyncio
 import time
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry
-
 from bench import formats, log_database, workload
 from service.inference_log import InferenceLog
+from service.metrics import ServerMetrics
 from service.protocol import encode_inference_response, parse_inference_request
 from service.repository import ModelSource
 from service.runtime import LoadedModel, load_model
@@ -36,7 +35,7 @@ def _log(url: str, queue_size: int) -> InferenceLog:
     settings = load_settings(
         {"PREDICTION_LOG_URL": url, "PREDICTION_LOG_QUEUE_SIZE": str(queue_size)}
     )
-    return InferenceLog.from_settings(settings, CollectorRegistry())
+    return InferenceLog.from_settings(settings, ServerMetrics())
 
 
 async def request_path_us(model: LoadedModel, spec: workload.ModelSpec, batch: int) -> float:

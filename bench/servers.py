@@ -72,6 +72,15 @@ def _ours_unavailable() -> str | None:
     return "service/__main__.py not found"
 
 
+def _ours_granian(repository: Path, work: Path, port: int) -> Launch:
+    """Ours with granian's HTTP layer in place of uvicorn's: one worker, one Rust thread."""
+    env = _ours({})(repository, work, port).env
+    command = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory"]
+    command += ["--host", processes.LOOPBACK, "--port", str(port), "--workers", "1"]
+    command += ["--runtime-threads", "1", "--no-ws", "--log-level", "warning"]
+    return Launch([*command, "bench.granian_app:app"], env)
+
+
 def _ours_with_log(repository: Path, work: Path, port: int) -> Launch:
     """Ours, every request logged to PostgreSQL (README: Inference log)."""
     env = {"PREDICTION_LOG_URL": log_database.database_url()}
@@ -157,6 +166,14 @@ OURS_LOG = ServerSpec(
     _ours_with_log,
     _ours_with_log_unavailable,
 )
+# The HTTP stack chosen by measurement: the same application under granian.
+OURS_GRANIAN = ServerSpec(
+    "ours-granian",
+    (formats.OIP_JSON, formats.OIP_BINARY),
+    "/v2/health/ready",
+    _ours_granian,
+    _ours_unavailable,
+)
 NAIVE = ServerSpec("naive-fastapi", (formats.PLAIN_JSON,), "/health", _naive)
 MLSERVER = ServerSpec(
     "mlserver",
@@ -178,4 +195,13 @@ LITSERVE = ServerSpec(
 # Not a contender: the load generator's ceiling against an endpoint that does no work.
 TRIVIAL = ServerSpec("trivial-responder", (), "/v2/health/live", _trivial)
 
-ALL_SERVERS = (OURS, OURS_BATCHING, OURS_LOG, NAIVE, MLSERVER, MLSERVER_BATCHING, LITSERVE)
+ALL_SERVERS = (
+    OURS,
+    OURS_BATCHING,
+    OURS_GRANIAN,
+    OURS_LOG,
+    NAIVE,
+    MLSERVER,
+    MLSERVER_BATCHING,
+    LITSERVE,
+)

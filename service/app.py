@@ -1,16 +1,21 @@
-"""HTTP endpoints of the Open Inference Protocol v2 (FastAPI for routing and OpenAPI).
+"""HTTP endpoints of the Open Inference Protocol v2.
 
-The inference path avoids Pydantic and per-element Python work: raw body in, orjson and
-numpy for parsing and encoding, plain ``Response`` out. Every error is ``{"error": "..."}``.
+Inference requests, nearly all the traffic, never enter FastAPI: ``ServerApp.__call__`` hands
+a POST to an ``.../infer`` path straight to ``InferEndpoint``, a bare ASGI handler (raw body
+in, orjson and numpy for parsing and encoding, raw bytes out), so no routing, middleware,
+Request or Response objects run per request. FastAPI serves everything else (metadata,
+health, metrics, the OpenAPI document, and 404/405). Every error is ``{"error": "..."}``.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request, Response
@@ -19,6 +24,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 
 from service import __version__
+from service.binary import HEADER_LENGTH_HEADER
+from service.encoding import decode_body, encode_body, response_coding
 from service.errors import ApiError
 from service.inference_log import InferenceLog, LogEntry
 from service.limits import AdmissionGate, read_body
@@ -34,6 +41,13 @@ log = logging.getLogger(__name__)
 SERVER_NAME = "onnx-serving"
 EXTENSIONS = ["binary_tensor_data", "model_configuration"]
 ModelHandler = Callable[[str, "str | None"], Response]
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+MODELS_PREFIX = "/v2/models/"
+INFER_SUFFIX = "/infer"
+JSON_TYPE = b"application/json"
 
 
 @dataclass
@@ -57,14 +71,44 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
     return json_response({"error": message}, status, headers)
 
 
+class ServerApp(FastAPI):
+    """FastAPI, except that inference requests go straight to their endpoint."""
+
+    infer_endpoint: InferEndpoint | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint = self.infer_endpoint
+        if endpoint is not None and scope["type"] == "http" and scope["method"] == "POST":
+            target = infer_target(scope["path"])
+            if target is not None:
+                await endpoint(scope, receive, send, *target)
+                return
+        await super().__call__(scope, receive, send)
+
+
+def infer_target(path: str) -> tuple[str, str | None] | None:
+    """(model, version or None) of an infer path, as its route would match it; else None."""
+    if not (path.startswith(MODELS_PREFIX) and path.endswith(INFER_SUFFIX)):
+        return None
+    parts = path[len(MODELS_PREFIX) : -len(INFER_SUFFIX)].split("/")
+    if len(parts) == 1 and parts[0]:
+        return parts[0], None
+    if len(parts) == 3 and parts[1] == "versions" and parts[0] and parts[2]:
+        return parts[0], parts[2]
+    return None
+
+
 def create_app(state: ServerState) -> FastAPI:
-    """Build the FastAPI application around already-loaded models."""
+    """Build the application around already-loaded models."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         log.info("ready: serving %d model version(s)", len(state.registry.all()))
         if state.inference_log is not None:
             state.inference_log.start()  # connects in the background: never delays readiness
+        # Startup's objects (sessions, modules, routes) never die: keep the collector from
+        # walking them again on every full collection.
+        gc.freeze()
         yield
         # uvicorn has already let every in-flight request finish when this runs.
         for served in state.registry.all():
@@ -74,7 +118,7 @@ def create_app(state: ServerState) -> FastAPI:
             await state.inference_log.close()  # flushes, for PREDICTION_LOG_FLUSH_TIMEOUT_S
         log.info("stopped")
 
-    app = FastAPI(
+    app = ServerApp(
         title="ONNX Runtime inference server",
         version=__version__,
         description="Open Inference Protocol v2 (KServe/Triton REST) with binary tensor data.",
@@ -83,7 +127,8 @@ def create_app(state: ServerState) -> FastAPI:
     _install_error_handlers(app)
     _add_server_routes(app, state)
     _add_model_routes(app, state)
-    _add_infer_routes(app, state)
+    app.infer_endpoint = InferEndpoint(state)
+    _add_infer_routes(app, app.infer_endpoint)
     install_openapi(app)
     return app
 
@@ -176,65 +221,115 @@ def _add_model_get(app: FastAPI, suffix: str, handler: ModelHandler, summary: st
     )
 
 
-def _add_infer_routes(app: FastAPI, state: ServerState) -> None:
-    gate = AdmissionGate(state.settings.max_inflight)
-    metrics = state.metrics
-    inference_log = state.inference_log
+def _add_infer_routes(app: FastAPI, endpoint: InferEndpoint) -> None:
+    """The infer paths in the route table too: for 405 on other methods, and for requests
+    that reach the router (ServerApp.__call__ takes the others first)."""
 
-    async def infer(request: Request, model_name: str, model_version: str | None) -> Response:
+    for path in INFER_PATHS:
+        app.router.routes.append(Route(path, _RoutedInfer(endpoint), methods=["POST"]))
+
+
+class _RoutedInfer:
+    """The endpoint as a plain ASGI app (Starlette would wrap a function in a Request)."""
+
+    def __init__(self, endpoint: InferEndpoint) -> None:
+        self._endpoint = endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        params = scope["path_params"]
+        model, version = params["model_name"], params.get("model_version")
+        await self._endpoint(scope, receive, send, model, version)
+
+
+def _error_body(message: str) -> bytes:
+    return orjson.dumps({"error": message})
+
+
+class InferEndpoint:
+    """``POST .../infer`` as a bare ASGI handler: admission, body, parse, run, encode,
+    metrics and the inference log, with nothing per request that could be done once."""
+
+    def __init__(self, state: ServerState) -> None:
+        self._registry = state.registry
+        self._metrics = state.metrics
+        self._log = state.inference_log
+        self._gate = AdmissionGate(state.settings.max_inflight)
+        self._max_body = state.settings.max_body_bytes
+        self._body_timeout = state.settings.body_timeout_s
+
+    async def __call__(
+        self, scope: Scope, receive: Receive, send: Send, model: str, version: str | None
+    ) -> None:
         started = time.perf_counter()
-        entry = inference_log.entry(model_name, time.time()) if inference_log else None
+        entry = self._log.entry(model, time.time()) if self._log is not None else None
         served: ServedModel | None = None
-        status = 500
-        error: str | None = None
+        status, error = 500, None
+        body, headers = b"", [(b"content-type", JSON_TYPE)]
         try:
-            served = state.registry.get(model_name, model_version)
-            gate.enter()
-            metrics.in_flight.inc()
+            served = self._registry.get(model, version)
+            self._gate.enter()
+            self._metrics.add_in_flight(1)
             try:
-                response = await _run_inference(request, state.settings, served, entry)
+                body, headers = await self._infer(scope, receive, served, entry)
             finally:
-                gate.leave()
-                metrics.in_flight.dec()
+                self._gate.leave()
+                self._metrics.add_in_flight(-1)
             status = 200
-            return response
         except ApiError as exc:
             status, error = exc.status, exc.message
-            raise
+            body = _error_body(error)
+            headers += [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
         except Exception as exc:
+            log.exception("unexpected server error")
             error = f"internal server error: {type(exc).__name__}"
-            raise
+            body = _error_body(error)
         finally:
             elapsed = time.perf_counter() - started
-            metrics.observe_request(served.name if served else None, status, elapsed)
-            if inference_log is not None and entry is not None:
-                version = served.version if served else model_version
-                inference_log.submit(entry.finish(version, status, error, elapsed))
+            self._metrics.observe_request(served.name if served else None, status, elapsed)
+            if entry is not None and self._log is not None:
+                shown_version = served.version if served else version
+                self._log.submit(entry.finish(shown_version, status, error, elapsed))
+        headers.append((b"content-length", b"%d" % len(body)))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
-    async def infer_endpoint(request: Request) -> Response:
-        params = request.path_params
-        return await infer(request, params["model_name"], params.get("model_version"))
-
-    # Plain Starlette routes: FastAPI's per-request dependency machinery costs more than
-    # the whole protocol parsing of a small request. They are documented in openapi.py,
-    # and go first in the route table because they are by far the most requested.
-    for path in reversed(INFER_PATHS):
-        app.router.routes.insert(0, Route(path, infer_endpoint, methods=["POST"]))
-
-
-async def _run_inference(
-    request: Request, settings: Settings, served: ServedModel, entry: LogEntry | None
-) -> Response:
-    model = served.model
-    # Read under the in-flight slot: MAX_INFLIGHT also bounds the memory held by bodies.
-    body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
-    if entry is not None:
-        entry.input_bytes = len(body)
-    parsed = parse_inference_request(body, request.headers, model.inputs, model.outputs)
-    if entry is not None:
-        await entry.add_inputs(parsed.id, parsed.inputs, model.inputs)
-    results = await served.runner.infer(parsed.inputs, [output.name for output in parsed.outputs])
-    encoded = encode_inference_response(model.name, model.version, parsed, results, model.outputs)
-    if entry is not None:
-        entry.add_outputs(results, parsed.outputs, model.outputs, len(encoded.body))
-    return Response(encoded.body, headers=encoded.headers, media_type=encoded.media_type)
+    async def _infer(
+        self, scope: Scope, receive: Receive, served: ServedModel, entry: LogEntry | None
+    ) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+        declared = header_length = coding = accept = None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                declared = value
+            elif name == b"inference-header-content-length":
+                header_length = value.decode("latin-1")
+            elif name == b"content-encoding":
+                coding = value.decode("latin-1")
+            elif name == b"accept-encoding":
+                accept = value.decode("latin-1")
+        model = served.model
+        # Read under the in-flight slot: MAX_INFLIGHT also bounds the memory held by bodies.
+        body = await read_body(receive, declared, self._max_body, self._body_timeout)
+        if entry is not None:
+            entry.input_bytes = len(body)
+        if coding is not None:
+            body = decode_body(body, coding, self._max_body)
+        lengths = {} if header_length is None else {HEADER_LENGTH_HEADER: header_length}
+        parsed = parse_inference_request(body, lengths, model.inputs, model.outputs)
+        if entry is not None:
+            await entry.add_inputs(parsed.id, parsed.inputs, model.inputs)
+        names = [output.name for output in parsed.outputs]
+        results = await served.runner.infer(parsed.inputs, names)
+        encoded = encode_inference_response(
+            model.name, model.version, parsed, results, model.outputs
+        )
+        if entry is not None:
+            entry.add_outputs(results, parsed.outputs, model.outputs, len(encoded.body))
+        headers = [(b"content-type", encoded.media_type.encode())]
+        headers += [(k.encode(), v.encode()) for k, v in encoded.headers.items()]
+        response = encoded.body
+        answer_coding = response_coding(accept) if accept is not None else None
+        if answer_coding is not None:
+            response = encode_body(response, answer_coding)
+            headers.append((b"content-encoding", answer_coding.encode()))
+            headers.append((b"vary", b"accept-encoding"))
+        return response, headers

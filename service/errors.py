@@ -5,6 +5,7 @@ The HTTP layer turns every one into ``{"error": "..."}``; openapi.py documents E
 
 from __future__ import annotations
 
+import reprlib
 from typing import ClassVar
 
 
@@ -32,12 +33,22 @@ class NotFound(ApiError):
 
 class RequestTimeout(ApiError):
     status = 408
-    description = "Body not received within BODY_TIMEOUT_S"
+    description = "Headers not received within HEADER_TIMEOUT_S, or body within BODY_TIMEOUT_S"
 
 
 class PayloadTooLarge(ApiError):
     status = 413
     description = "Body larger than MAX_BODY_BYTES"
+
+
+class UnsupportedMediaType(ApiError):
+    status = 415
+    description = "Content-Encoding other than gzip, deflate or identity"
+
+
+class HeadersTooLarge(ApiError):
+    status = 431
+    description = "Request line and headers larger than MAX_HEADER_BYTES"
 
 
 class Unavailable(ApiError):
@@ -56,12 +67,20 @@ ERRORS: tuple[type[ApiError], ...] = (
     NotFound,
     RequestTimeout,
     PayloadTooLarge,
+    UnsupportedMediaType,
+    HeadersTooLarge,
     Unavailable,
     ServerFault,
 )
 
 
+# Bounded depth and length: a client's value nested 1,000 deep must not recurse in repr().
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxlist, _SHOWN.maxdict = 4, 8, 8
+_SHOWN.maxstring = _SHOWN.maxother = 60
+
+
 def show(value: object, limit: int = 80) -> str:
     """A client's value for an error message: its repr, cut short so junk stays readable."""
-    text = repr(value)
+    text = _SHOWN.repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."

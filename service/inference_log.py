@@ -34,9 +34,9 @@ from urllib.parse import unquote, urlsplit
 import asyncpg
 import numpy as np
 import orjson
-from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from service.binary import encode_tensor
+from service.metrics import DROP_REASONS, ServerMetrics
 from service.protocol import RequestedOutput
 from service.settings import Settings
 from service.tensors import TensorSpec
@@ -105,7 +105,6 @@ PAYLOAD_BUDGET_BYTES = 64 * 1024 * 1024  # tensor bytes held for PREDICTION_LOG_
 INLINE_HASH_BYTES = 256 * 1024  # larger inputs are hashed on a thread, off the event loop
 TEXT_LIMIT = 2000  # error texts, client-chosen ids and names are cut to this many characters
 
-DROP_REASONS = ("queue_full", "write_error", "shutdown", "misconfigured")
 SCHEMES = ("postgresql", "postgres")
 
 
@@ -371,19 +370,21 @@ class InferenceLog:
     """The bounded queue, its writer task and its metrics."""
 
     def __init__(
-        self, config: LogConfig | None, registry: CollectorRegistry, problem: str | None = None
+        self, config: LogConfig | None, metrics: ServerMetrics, problem: str | None = None
     ) -> None:
         self._config = config
         self._problem = problem  # set: misconfigured, every row is dropped
         self.server_id = uuid.uuid4()
+        self._metrics = metrics
+        metrics.log_on()
         self._queue: deque[LogEntry] = deque()
-        self._held = 0  # rows in memory: queued, plus the batch being written
+        self._rows_held = 0  # rows in memory: queued, plus the batch being written
         self._held_payload = 0
         self._batch: list[tuple[Any, ...]] = []
         self._batch_payload = 0
         self._attempts = 0  # failed writes of the current batch
         self._seq = 0
-        self._connection: asyncpg.Connection | None = None
+        self._database: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._closed = asyncio.Event()
@@ -392,49 +393,43 @@ class InferenceLog:
         self._reported: set[str] = set()  # problems logged since the last success
         self._written_rows = 0
         self._dropped_rows = dict.fromkeys(DROP_REASONS, 0)
-        self.written = Counter(
-            "prediction_log_written",
-            "Inference log rows written to PostgreSQL",
-            registry=registry,
-        )
-        self.dropped = Counter(
-            "prediction_log_dropped",
-            "Inference log rows not written: queue_full (database slow or down), write_error "
-            "(the database refused them), shutdown (flush time ran out), misconfigured",
-            ["reason"],
-            registry=registry,
-        )
-        self._drops = {reason: self.dropped.labels(reason) for reason in DROP_REASONS}
-        queued = Gauge(
-            "prediction_log_queued",
-            "Inference log rows held in memory, waiting to be written",
-            registry=registry,
-        )
-        queued.set_function(lambda: self._held)
-        connected = Gauge(
-            "prediction_log_connected",
-            "1 while the inference log has a database connection",
-            registry=registry,
-        )
-        connected.set_function(lambda: float(self._connection is not None))
         self._limit = config.queue_size if config else 0
         self._payloads = config.payloads if config else False
 
+    # The gauges follow these two (every process's /metrics adds them up: metrics.py).
+    @property
+    def _held(self) -> int:
+        return self._rows_held
+
+    @_held.setter
+    def _held(self, rows: int) -> None:
+        self._rows_held = rows
+        self._metrics.log_queued(rows)
+
+    @property
+    def _connection(self) -> asyncpg.Connection | None:
+        return self._database
+
+    @_connection.setter
+    def _connection(self, connection: asyncpg.Connection | None) -> None:
+        self._database = connection
+        self._metrics.log_connected(connection is not None)
+
     @classmethod
-    def from_settings(cls, settings: Settings, registry: CollectorRegistry) -> InferenceLog:
+    def from_settings(cls, settings: Settings, metrics: ServerMetrics) -> InferenceLog:
         """The log for PREDICTION_LOG_*; one ERROR line and a dropping log if unusable."""
         try:
             config = config_from(settings)
         except LogConfigError as exc:
             log.error("inference log off: %s; serving continues without it", exc)
-            return cls(None, registry, str(exc))
+            return cls(None, metrics, str(exc))
         log.info(
             "inference log: writing to %s (payloads %s, queue %d rows)",
             describe_target(config.url),
             "on" if config.payloads else "off",
             config.queue_size,
         )
-        return cls(config, registry)
+        return cls(config, metrics)
 
     # ---- the request path: no I/O, no awaiting ------------------------------------------
 
@@ -559,7 +554,7 @@ class InferenceLog:
                 await self._pause(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
                 continue
-            self.written.inc(len(self._batch))
+            self._metrics.log_written(len(self._batch))
             self._written_rows += len(self._batch)
             self._release_batch()
             backoff = BACKOFF_FIRST_S
@@ -644,7 +639,7 @@ class InferenceLog:
     # ---- accounting and reporting -------------------------------------------------------
 
     def _count_drop(self, rows: int, reason: str) -> None:
-        self._drops[reason].inc(rows)
+        self._metrics.log_dropped(reason, rows)
         self._dropped_rows[reason] += rows
 
     def _release_batch(self) -> None:

@@ -4,10 +4,12 @@ bounded time to receive a body (408), so stalled uploads cannot hold in-flight s
 from __future__ import annotations
 
 import asyncio
-
-from starlette.requests import ClientDisconnect, Request
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
 
 from service.errors import BadRequest, PayloadTooLarge, RequestTimeout, Unavailable
+
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
 RETRY_AFTER_SECONDS = "1"
 
@@ -38,26 +40,32 @@ def _too_large(size: int, limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(f"request body of {size}+ bytes exceeds MAX_BODY_BYTES={limit}")
 
 
-async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
-    """The whole request body, refusing (before buffering) anything over ``limit`` bytes,
-    or not received within ``timeout_s`` seconds."""
-    declared = request.headers.get("content-length")
+async def read_body(
+    receive: Receive, declared: bytes | None, limit: int, timeout_s: float
+) -> bytes:
+    """The whole request body from an ASGI `receive`, refusing (before buffering) anything
+    over ``limit`` bytes, or not received within ``timeout_s`` seconds. `declared`: the
+    Content-Length header, if any."""
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(int(declared), limit)
     chunks: list[bytes] = []
     size = 0
     try:
         async with asyncio.timeout(timeout_s):
-            async for chunk in request.stream():
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    # Nobody will read the answer; a 4xx keeps it out of the server-fault counts.
+                    raise BadRequest(f"client disconnected after {size} bytes of the body")
+                chunk = message.get("body", b"")
                 size += len(chunk)
                 if size > limit:  # chunked uploads declare no length up front
                     raise _too_large(size, limit)
                 chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
     except TimeoutError:
         raise RequestTimeout(
             f"request body not complete after BODY_TIMEOUT_S={timeout_s:g} s ({size} bytes)"
         ) from None
-    except ClientDisconnect:
-        # Nobody will read the answer; a 4xx keeps it out of the server-fault counts.
-        raise BadRequest(f"client disconnected after {size} bytes of the body") from None
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -6,6 +6,8 @@ turns tensor data into numpy arrays without per-element Python work for numeric 
 
 from __future__ import annotations
 
+import math
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -133,23 +135,49 @@ def _tensor_header(
     spec = specs.get(name) if isinstance(name, str) else None
     if spec is None:
         raise BadRequest(f"unknown input {show(name)}; the model's inputs are {', '.join(specs)}")
-    name = spec.name
     datatype = entry.get("datatype")
     if datatype != spec.datatype:
         raise BadRequest(
-            f"input '{name}' has datatype {show(datatype)}, the model expects {spec.datatype}"
+            f"input '{spec.name}' has datatype {show(datatype)}, the model expects {spec.datatype}"
         )
     shape = entry.get("shape")
-    if (
-        not isinstance(shape, list)
-        or not all(isinstance(dim, int) and not isinstance(dim, bool) and dim >= 0 for dim in shape)
-        or len(shape) != len(spec.shape)
-        or any(want not in (-1, dim) for want, dim in zip(spec.shape, shape, strict=True))
-    ):
-        raise BadRequest(
-            f"input '{name}' has shape {show(shape)}, the model expects {list(spec.shape)}"
+    if type(shape) is not list or len(shape) != len(spec.shape):
+        raise _shape_error(spec, shape)
+    for dim, want in zip(shape, spec.shape, strict=True):
+        if type(dim) is not int or dim < 0 or (want != -1 and want != dim):
+            raise _shape_error(spec, shape)
+    return spec.name, spec.datatype, shape
+
+
+def _shape_error(spec: TensorSpec, shape: object) -> BadRequest:
+    expected = f"the model expects {list(spec.shape)}"
+    expected += " (-1: any size)" if -1 in spec.shape else ""
+    if not isinstance(shape, list) or not all(type(dim) is int and dim >= 0 for dim in shape):
+        # -1 ("any size") belongs in model metadata; a request states the sizes it sends.
+        return BadRequest(
+            f"input '{spec.name}' has shape {show(shape)}, which is not a list of sizes "
+            f"(integers 0 or more); {expected}"
         )
-    return name, spec.datatype, shape
+    return BadRequest(f"input '{spec.name}' has shape {show(shape)}, {expected}")
+
+
+# struct's format codes (standard sizes): packing a flat list of JSON numbers checks each
+# value's type and range in C, and writes the datatype's bytes directly.
+_STRUCT_CODES: dict[str, str] = {
+    "UINT8": "B",
+    "UINT16": "H",
+    "UINT32": "I",
+    "UINT64": "Q",
+    "INT8": "b",
+    "INT16": "h",
+    "INT32": "i",
+    "INT64": "q",
+    "FP16": "e",
+    "FP32": "f",
+    "FP64": "d",
+}
+# What JSON cannot write as a number, as this server writes it (and numpy reads it).
+NON_FINITE_NAMES = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
 def json_data_to_array(data: object, datatype: str, shape: list[int], name: str) -> np.ndarray:
@@ -163,41 +191,100 @@ def json_data_to_array(data: object, datatype: str, shape: list[int], name: str)
             raise BadRequest(
                 f"input '{name}': shape {shape} needs {count} elements, data has {len(flat)}"
             )
-        array = np.empty(count, dtype=object)
-        array[:] = flat
-        return array.reshape(shape)
+        strings = np.empty(count, dtype=object)
+        strings[:] = flat
+        return strings.reshape(shape)
+    code = _STRUCT_CODES.get(datatype)
+    if code is None or len(data) != count:  # BOOL, or nested lists
+        return _nested_data_to_array(data, datatype, shape, name)
     try:
-        array = np.array(data)
+        # The common case, a flat list of numbers: one C loop from Python numbers to the
+        # datatype's bytes, refusing non-numbers, floats for integers, and out-of-range values.
+        packed = struct.pack(f"<{count}{code}", *data)
+    except (struct.error, OverflowError):  # the general path names the culprit
+        return _nested_data_to_array(data, datatype, shape, name)
+    values = np.ndarray(shape, NUMPY_DTYPES[datatype], packed)
+    if count and _holds_bools(data, values):
+        raise BadRequest(f"input '{name}': 'data' holds true/false, not valid {datatype} values")
+    return values
+
+
+def _typed(values: np.ndarray, datatype: str, name: str) -> np.ndarray:
+    """``values`` as the datatype's dtype; a float beyond its range is refused, not inf."""
+    dtype = NUMPY_DTYPES[datatype]
+    if dtype.kind != "f":
+        return values.view(dtype) if values.dtype.itemsize == dtype.itemsize else values
+    with np.errstate(over="ignore"):
+        typed = values.astype(dtype)
+    overflow = np.isinf(typed) & np.isfinite(values)
+    if overflow.any():
+        value = values[np.argmax(overflow)]
+        raise BadRequest(f"input '{name}': value {value:g} is out of range for {datatype}")
+    return typed
+
+
+def _nested_data_to_array(
+    data: list[Any], datatype: str, shape: list[int], name: str
+) -> np.ndarray:
+    """Nested lists, BOOL data, and whatever the flat path refused (for its error message)."""
+    count = element_count(shape)
+    try:
+        array_ = np.array(data)
     except (ValueError, TypeError):
         raise BadRequest(f"input '{name}': 'data' is not a rectangular array of numbers") from None
-    if array.size != count:
+    if array_.size != count:
         raise BadRequest(
-            f"input '{name}': shape {shape} needs {count} elements, data has {array.size}"
+            f"input '{name}': shape {shape} needs {count} elements, data has {array_.size}"
         )
     dtype = NUMPY_DTYPES[datatype]
-    if count and dtype.kind in "iu" and array.dtype.kind == "f":
-        array = _exact_integers(data, dtype, datatype, name)
-    if count and array.dtype.kind not in ACCEPTED_JSON_KINDS[datatype]:
+    if count and array_.dtype.kind == "O" and dtype.kind in "iuf":
+        flat = array_.reshape(-1)
+        if all(type(value) is int for value in flat):  # integers beyond 64 bits
+            huge = next(value for value in flat if abs(value) >= 2**63)
+            raise BadRequest(f"input '{name}': value {show(huge)} is out of range for {datatype}")
+    if count and dtype.kind == "f" and array_.dtype.kind in "UO":
+        array_ = _with_non_finite_names(data, array_, datatype, name)
+    if count and dtype.kind in "iu" and array_.dtype.kind == "f":
+        array_ = _exact_integers(data, dtype, datatype, name)
+    if count and array_.dtype.kind not in ACCEPTED_JSON_KINDS[datatype]:
         raise BadRequest(
-            f"input '{name}': 'data' holds {array.dtype} values, not valid {datatype} values"
+            f"input '{name}': 'data' holds {array_.dtype} values, not valid {datatype} values"
         )
-    if count and datatype != "BOOL" and _holds_bools(data, array):
+    if count and datatype != "BOOL" and _holds_bools(data, array_):
         raise BadRequest(f"input '{name}': 'data' holds true/false, not valid {datatype} values")
     if count and dtype.kind in "iu":
         limits = np.iinfo(dtype)
-        low, high = array.min(), array.max()
+        low, high = array_.min(), array_.max()
         if low < limits.min or high > limits.max:
             raise BadRequest(
                 f"input '{name}': value {low if low < limits.min else high} "
                 f"is out of range for {datatype}"
             )
-    return array.astype(dtype, copy=False).reshape(shape)
+    if count and dtype.kind == "f":
+        return _typed(array_.astype(np.float64).reshape(-1), datatype, name).reshape(shape)
+    return array_.astype(dtype, copy=False).reshape(shape)
 
 
-def _holds_bools(data: list[Any], array: np.ndarray) -> bool:
-    """numpy turns true/false mixed with numbers into 1/0: look for them, but only when the
-    array has a 0 or 1 at all, which keeps typical float data on the vectorised path."""
-    if not np.count_nonzero((array == 0) | (array == 1)):
+def _with_non_finite_names(
+    data: list[Any], array_: np.ndarray, datatype: str, name: str
+) -> np.ndarray:
+    """Float data mixing numbers with "NaN", "Infinity" or "-Infinity" (how responses write
+    them); anything else is left as it was, for the caller to refuse."""
+    converted: list[float] = []
+    for value in np.array(data, dtype=object).reshape(-1):
+        if type(value) is str and value in NON_FINITE_NAMES:
+            converted.append(NON_FINITE_NAMES[value])
+        elif type(value) in (int, float):
+            converted.append(value)
+        else:
+            return array_
+    return np.array(converted, dtype=np.float64).reshape(array_.shape)
+
+
+def _holds_bools(data: list[Any], values: np.ndarray) -> bool:
+    """numpy and array.array turn true/false mixed with numbers into 1/0: look for them, but
+    only when there is a 0 or 1 at all, which keeps typical data on the vectorised path."""
+    if values.dtype.kind not in "iufb" or not np.count_nonzero((values == 0) | (values == 1)):
         return False
     return bool in set(map(type, np.array(data, dtype=object).reshape(-1)))
 
@@ -232,10 +319,10 @@ def _flatten_strings(data: list[Any], name: str) -> list[str]:
 def _parse_outputs(
     entries: object, specs: Mapping[str, TensorSpec], binary_default: bool
 ) -> list[RequestedOutput]:
-    if entries is None:
+    if entries is None or entries == []:  # the spec sets no minimum: [] means all, as absent
         return [RequestedOutput(name, binary_default) for name in specs]
-    if not isinstance(entries, list) or not entries:
-        raise BadRequest("'outputs' must be a non-empty list when given")
+    if not isinstance(entries, list):
+        raise BadRequest("'outputs' must be a list when given")
     requested: list[RequestedOutput] = []
     for entry in entries:
         name = entry.get("name") if isinstance(entry, dict) else None
@@ -284,13 +371,25 @@ def encode_inference_response(
     if request.id is not None:
         document["id"] = request.id
     document["outputs"] = entries
-    body, headers = join_body(orjson.dumps(document, option=JSON_OPTIONS), chunks)
+    header = orjson.dumps(document, option=JSON_OPTIONS)
+    if b"null" in header:  # orjson writes NaN and infinity as null: name them instead
+        for entry in entries:
+            if isinstance(data := entry.get("data"), np.ndarray) and data.dtype.kind == "f":
+                entry["data"] = [_number_or_name(value) for value in data.tolist()]
+        header = orjson.dumps(document, option=JSON_OPTIONS)
+    body, headers = join_body(header, chunks)
     media_type = "application/octet-stream" if chunks else "application/json"
     return EncodedResponse(body, media_type, headers)
 
 
-def _json_data(array: np.ndarray, datatype: str) -> object:
-    flat = array.reshape(-1)
+def _json_data(array_: np.ndarray, datatype: str) -> object:
+    flat = array_.reshape(-1)
     if datatype == "BYTES":
         return [e.decode("utf-8", "replace") if isinstance(e, bytes) else str(e) for e in flat]
     return np.ascontiguousarray(flat)  # orjson serializes numpy arrays natively
+
+
+def _number_or_name(value: float) -> float | str:
+    if math.isfinite(value):
+        return value
+    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")

@@ -174,11 +174,20 @@ class Settings:
         "INTRA_OP_THREADS",
         None,
         _int_in(1, 1024),
-        "ONNX Runtime intra-op threads per session. \"Usable\" = CPUs in this process's "
+        'ONNX Runtime intra-op threads per session. "Usable" = CPUs in this process\'s '
         "affinity mask, capped by the tightest cgroup quota (`cpu.max` / `cpu.cfs_quota_us`, "
         "rounded down) from the process's own cgroup (`/proc/self/cgroup`) up to the root, "
         "not the host's count.",
-        "usable CPUs ÷ `INFERENCE_WORKERS`",
+        "usable CPUs ÷ `WORKERS` ÷ `INFERENCE_WORKERS`",
+    )
+    workers: int = setting(
+        "WORKERS",
+        1,
+        _int_in(1, 64),
+        "Server processes sharing the port, for when one Python process is the limit (small "
+        "requests on several cores). Each loads its own sessions with `INTRA_OP_THREADS` "
+        "derived from usable CPUs ÷ `WORKERS`; `/metrics` adds up all of them, and SIGTERM "
+        "drains all of them. Memory grows with each (one copy of every model per process).",
     )
     inference_workers: int = setting(
         "INFERENCE_WORKERS",
@@ -228,6 +237,33 @@ class Settings:
         "or delay shutdown for longer.",
         "`30`",
     )
+    max_header_bytes: int = setting(
+        "MAX_HEADER_BYTES",
+        64 * 1024,
+        _int_in(1024, 16 * 1024 * 1024),
+        "Request line plus headers larger than this get 431 and the connection is closed, "
+        "before more of them is buffered.",
+        "`65536` (64 KiB)",
+    )
+    header_timeout_s: float = setting(
+        "HEADER_TIMEOUT_S",
+        10.0,
+        _float_in(0.001, 3600.0),
+        "A request's line and headers must arrive within this many seconds (from the "
+        "connection's start for its first request, else from the request's first byte); "
+        "otherwise 408 and the connection is closed, so a slow or silent client cannot hold "
+        "one open.",
+        "`10`",
+    )
+    keep_alive_timeout_s: float = setting(
+        "KEEP_ALIVE_TIMEOUT_S",
+        75.0,
+        _float_in(0.001, 86400.0),
+        "An idle kept-alive connection is closed after this many seconds without a new "
+        "request. Behind a load balancer, keep it longer than the balancer's own idle timeout "
+        "(AWS ALB: 60 s), so that the balancer is the one that closes.",
+        "`75`",
+    )
     max_inflight: int = setting(
         "MAX_INFLIGHT",
         128,
@@ -253,8 +289,7 @@ class Settings:
         "LOG_FORMAT",
         "text",
         _choice(LOG_FORMATS),
-        "`text`, or `json` for one JSON object per line (`time`, `level`, `logger`, "
-        "`message`).",
+        "`text`, or `json` for one JSON object per line (`time`, `level`, `logger`, `message`).",
     )
     # Not checked here: a bad URL must not stop serving (service/inference_log.py says why).
     prediction_log_url: str | None = setting(
@@ -288,7 +323,7 @@ class Settings:
         10000,
         _int_in(1, 10_000_000),
         "Rows held in memory while the database is slow or down; beyond it rows are dropped "
-        "and counted (`prediction_log_dropped_total{reason=\"queue_full\"}`). With payloads, "
+        'and counted (`prediction_log_dropped_total{reason="queue_full"}`). With payloads, '
         "at most 64 MiB of tensors are held as well.",
     )
     prediction_log_flush_timeout_s: float = setting(

@@ -18,7 +18,6 @@ from tests.images.serving import model_metadata, run_smoke
 pytestmark = pytest.mark.docker
 
 
-
 @pytest.mark.timeout(2400)
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_image_serves_read_only_as_non_root_and_stops_on_sigterm(

@@ -22,7 +22,6 @@ from .conftest import REPO
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(2400)]
 
 
-
 def proc_status(container: Any) -> dict[str, str]:
     """/proc/1/status of the container's main process, as {field: value}."""
     text = container.exec("cat", "/proc/1/status")

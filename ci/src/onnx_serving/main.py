@@ -323,7 +323,7 @@ class OnnxServing:
         if manifests:
             # Every tag of a variant names one digest: its first tag stands for it.
             rendered = deploy_manifests.render_published(published[addresses[v][0]] for v in chosen)
-            lines += [f"---\n# {path}\n{text}" for path, text in rendered.items()]
+            lines += [f"---\n# {name}\n{text}" for name, text in rendered.items()]
         return "\n".join(lines)
 
     # A weekly verdict on what users pull today: never cached.
