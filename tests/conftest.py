@@ -43,43 +43,50 @@ from tests.images.docker_support import (
 )
 from tests.mutmut_site import sitecustomize as mutmut_site
 
-# mutmut's stats run (scripts/mutation.sh): where server subprocesses record the mutated
-# functions they call, how far each file is read, and each process's calls up to its first
+# Under mutmut (scripts/mutation.sh) subprocesses load tests/mutmut_site/sitecustomize.py. In
+# its stats run they record the mutated functions they call in files of _HITS_DIR; this
+# process reads each file on (_hits_read) and keeps each process's calls up to its first
 # reading (start-up, app.py's routes): every later test that reaches it depends on them too.
 _HITS_DIR: Path | None = None
 _hits_read: dict[Path, int] = {}
 _startup_hits: dict[Path, set[str]] = {}
-_saved_pythonpath: str | None = None
+_saved_env: dict[str, str | None] = {}
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    global _HITS_DIR, _saved_pythonpath
-    if os.environ.get("MUTANT_UNDER_TEST") != "stats":
+    global _HITS_DIR
+    mode = os.environ.get("MUTANT_UNDER_TEST")
+    if mode is None:
         return
-    # mutmut keeps the mode in-process too; subprocesses record through mutmut_site instead,
-    # and one whose PYTHONPATH leaves that out runs plainly rather than failing.
-    del os.environ["MUTANT_UNDER_TEST"]
-    _hits_read.clear()
-    _startup_hits.clear()
-    _HITS_DIR = Path(tempfile.mkdtemp(prefix="mutmut-hits-"))
-    _saved_pythonpath = os.environ.get("PYTHONPATH")
-    site = str(Path(__file__).parent / "mutmut_site")
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [site, _saved_pythonpath]))
-    os.environ[mutmut_site.HITS_DIR] = str(_HITS_DIR)
+    _saved_env.update({key: os.environ.get(key) for key in ("PYTHONPATH", mutmut_site.HITS_DIR)})
+    tests = Path(__file__).parent
+    # The mutated ci/src too: `python -m onnx_serving.loadgen` would import the installed one.
+    paths = [tests / "mutmut_site", tests.parent / "ci" / "src"]
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [*map(str, paths), _saved_env["PYTHONPATH"]])
+    )
+    if mode == "stats":
+        # mutmut keeps the mode in-process too; subprocesses get it from mutmut_site, so a
+        # child with a PYTHONPATH of its own runs plainly instead of failing to record.
+        del os.environ["MUTANT_UNDER_TEST"]
+        _hits_read.clear()
+        _startup_hits.clear()
+        _HITS_DIR = Path(tempfile.mkdtemp(prefix="mutmut-hits-"))
+        os.environ[mutmut_site.HITS_DIR] = str(_HITS_DIR)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """mutmut runs pytest again in this process: later runs must not record."""
+    """mutmut runs pytest several times in one process: each run starts afresh."""
     global _HITS_DIR
-    if _HITS_DIR is None:
-        return
-    shutil.rmtree(_HITS_DIR, ignore_errors=True)
-    _HITS_DIR = None
-    del os.environ[mutmut_site.HITS_DIR]
-    if _saved_pythonpath is None:
-        del os.environ["PYTHONPATH"]
-    else:
-        os.environ["PYTHONPATH"] = _saved_pythonpath
+    if _HITS_DIR is not None:
+        shutil.rmtree(_HITS_DIR, ignore_errors=True)
+        _HITS_DIR = None
+    for key, value in _saved_env.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    _saved_env.clear()
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -162,9 +169,7 @@ def build_secret(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def built_image(
-    docker: Docker, base_image: str, build_secret: Path
-) -> Callable[[Variant], str]:
+def built_image(docker: Docker, base_image: str, build_secret: Path) -> Callable[[Variant], str]:
     """built_image(variant) -> tag; each image is built at most once per session."""
     tags: dict[Variant, str] = {}
 

@@ -21,6 +21,7 @@ import yaml
 
 from onnx_serving import trivy
 from onnx_serving.gate import (
+    SEVERITIES,
     GateInputError,
     IgnoreEntry,
     evaluate,
@@ -259,6 +260,194 @@ def test_not_a_report_or_bad_threshold_is_a_clear_error() -> None:
     broken["Results"][0]["Vulnerabilities"][0]["Severity"] = "DIRE"
     with pytest.raises(GateInputError, match="'DIRE'"):
         evaluate(broken, today=TODAY)
+
+
+def misconfig_report(*checks: dict[str, Any]) -> dict[str, Any]:
+    """A config scan's report in Trivy's schema, with the given Misconfigurations[]."""
+    return {
+        "SchemaVersion": 2,
+        "ArtifactName": ".",
+        "ArtifactType": "filesystem",
+        "Results": [
+            {
+                "Target": "Dockerfile",
+                "Class": "config",
+                "Type": "dockerfile",
+                "Misconfigurations": list(checks),
+            }
+        ],
+    }
+
+
+def test_a_misconfiguration_without_status_fails_the_gate() -> None:
+    """Only an explicit non-FAIL status (PASS, with --include-non-failures) is a passed check,
+    and a passed check hides nothing after it."""
+    report = misconfig_report(
+        {"ID": "DS-0001", "Status": "PASS", "Severity": "HIGH", "Title": "':latest' tag"},
+        {"ID": "DS-0002", "AVDID": "AVD-DS-0002", "Severity": "HIGH", "Title": "root user"},
+        {"ID": "DS-0029", "Status": "FAIL", "Severity": "HIGH", "Title": "no --no-install"},
+    )
+    verdict = evaluate(report, today=TODAY)
+    assert failing(verdict) == {("misconfigurations", "DS-0002"), ("misconfigurations", "DS-0029")}
+    assert "fail    HIGH misconfiguration DS-0002 in Dockerfile: root user" in verdict.report()
+
+
+# Every kind of finding and every way the gate treats one, in Trivy's schema: the report it
+# prints is what a failed pipeline shows, so its every line is checked.
+MIXED_REPORT: dict[str, Any] = {
+    "SchemaVersion": 2,
+    "ArtifactName": "onnx-serving:mixed",
+    "Results": [
+        {
+            "Target": "Dockerfile",
+            "Misconfigurations": [
+                {"ID": "DS-0001", "Status": "PASS", "Severity": "HIGH", "Title": "passed"},
+                {"ID": "DS-0002", "AVDID": "AVD-DS-0002", "Severity": "HIGH", "Title": "root"},
+                {"ID": "DS-0029", "Status": "FAIL", "Severity": "LOW", "Title": "low"},
+            ],
+        },
+        {
+            "Target": "img (debian 12.8)",
+            "Vulnerabilities": [
+                {
+                    "VulnerabilityID": "CVE-2026-1",
+                    "PkgName": "libssl3",
+                    "InstalledVersion": "3.0.15",
+                    "FixedVersion": "3.0.16",  # fixed, though no Status says so
+                    "Severity": "CRITICAL",
+                    "Title": "fixed in 3.0.16",
+                },
+                {
+                    "VulnerabilityID": "CVE-2026-2",
+                    "PkgName": "zlib1g",
+                    "InstalledVersion": "1.2",
+                    "Status": "fixed",  # fixed, though no FixedVersion is given
+                    "Severity": "HIGH",
+                    "Title": "fixed upstream",
+                },
+                {
+                    "VulnerabilityID": "CVE-2026-3",
+                    "PkgName": "bash",
+                    "InstalledVersion": "5.2",
+                    "Status": "affected",
+                    "Severity": "HIGH",
+                    "Title": "no fix yet",
+                },
+                {"VulnerabilityID": "CVE-2026-4", "PkgName": "tar", "Severity": "MEDIUM"},
+            ],
+        },
+        {
+            "Target": "Python",
+            "Licenses": [
+                {
+                    "Name": "GPL-3.0-only",
+                    "PkgName": "gplthing",
+                    "FilePath": "venv/lib/gplthing-1.0.dist-info/METADATA",
+                    "Severity": "HIGH",
+                    "Category": "restricted",
+                },
+                {
+                    "Name": "AGPL-3.0-only",
+                    "FilePath": "node_modules/x/package.json",
+                    "Severity": "CRITICAL",
+                    "Category": "forbidden",
+                },
+            ],
+            "Secrets": [
+                {"RuleID": "aws-access-key-id", "Severity": "CRITICAL", "Title": "AWS key"},
+            ],
+        },
+    ],
+}
+MIXED_IGNORES = {
+    "vulnerabilities": [
+        {"id": "CVE-2026-2", "statement": "not reachable", "expired_at": "2026-12-31"},
+        {"id": "CVE-2026-1", "statement": "was fine", "expired_at": "2026-11-27"},
+        {"id": "CVE-2026-9", "statement": "gone", "expired_at": "2027-01-01"},
+    ],
+    "licenses": [
+        {"id": "GPL-3.0-only", "paths": ["venv/*"], "statement": "ok", "expired_at": "2027-01-01"}
+    ],
+}
+MIXED_VERDICT = """\
+trivy gate FAIL: onnx-serving:mixed at HIGH,CRITICAL: 3 CRITICAL, 1 HIGH
+  fail    CRITICAL vulnerability CVE-2026-1 in img (debian 12.8): libssl3 3.0.15: fixed in 3.0.16
+  fail    CRITICAL secret aws-access-key-id in Python: AWS key
+  fail    CRITICAL license AGPL-3.0-only in node_modules/x/package.json: forbidden
+  fail    HIGH misconfiguration DS-0002 in Dockerfile: root
+  EXPIRED ignore CVE-2026-1 (expired 2026-11-27) no longer hides CRITICAL vulnerability \
+CVE-2026-1 in img (debian 12.8): libssl3 3.0.15: fixed in 3.0.16
+  ignored HIGH vulnerability CVE-2026-2 in img (debian 12.8): zlib1g 1.2: fixed upstream \
+until 2026-12-31: not reachable
+  ignored HIGH license GPL-3.0-only in venv/lib/gplthing-1.0.dist-info/METADATA: gplthing \
+until 2027-01-01: ok
+  unused ignore entries: vulnerabilities/CVE-2026-9
+  skipped 2 below threshold, 1 unfixed (ignore-unfixed)"""
+
+
+def test_the_report_names_every_finding_and_why_it_counts_or_not() -> None:
+    verdict = evaluate(
+        MIXED_REPORT,
+        ignores=parse_ignore_entries(MIXED_IGNORES),
+        ignore_unfixed=True,
+        today=TODAY,
+    )
+    assert verdict.report() == MIXED_VERDICT
+    assert verdict.counts() == {"CRITICAL": 3, "HIGH": 1}
+
+    # Without ignore-unfixed the unfixed HIGH one fails too.
+    strict = evaluate(MIXED_REPORT, ignores=parse_ignore_entries(MIXED_IGNORES), today=TODAY)
+    assert ("vulnerabilities", "CVE-2026-3") in failing(strict)
+    assert strict.unfixed_skipped == 0
+
+
+def test_a_clean_report_passes_and_says_so() -> None:
+    verdict = evaluate(misconfig_report(), severities=SEVERITIES, today=TODAY)
+    assert verdict.passed
+    assert verdict.report() == (
+        "trivy gate PASS: . at UNKNOWN,LOW,MEDIUM,HIGH,CRITICAL: none\n"
+        "  skipped 0 below threshold, 0 unfixed (ignore-unfixed)"
+    )
+    unnamed = evaluate({"SchemaVersion": 2}, today=TODAY)
+    assert unnamed.report().startswith("trivy gate PASS: report at HIGH,CRITICAL: none")
+
+
+def test_cli_ignore_unfixed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps(VULN_REPORT))
+    assert main([str(report), "--severity", "CRITICAL"]) == 1  # the unfixed CRITICAL one
+    assert main([str(report), "--severity", "CRITICAL", "--ignore-unfixed"]) == 0
+    assert "1 unfixed (ignore-unfixed)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "does not exist"), ("secrets: [unclosed", "is not valid YAML")],
+)
+def test_unreadable_ignore_file_is_named(tmp_path: Path, content: str | None, message: str) -> None:
+    path = tmp_path / "ignore.yaml"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(GateInputError, match=message) as refused:
+        load_ignore_file(path)
+    assert repr(str(path)) in str(refused.value)
+
+
+def test_ignore_file_errors_name_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "ignore.yaml"
+    entry = {"id": "x", "statement": "ok", "expired_at": "2027-01-01", "paths": "some/file"}
+    path.write_text(yaml.safe_dump({"secrets": [entry]}))
+    with pytest.raises(GateInputError) as refused:
+        load_ignore_file(path)
+    assert str(refused.value) == (
+        f"{path}: secrets[0] (x): 'paths' must be a list of globs, got 'some/file'"
+    )
+
+
+def test_threshold_of_every_severity_is_valid() -> None:
+    assert evaluate(VULN_REPORT, severities=SEVERITIES, today=TODAY).below_threshold == 0
+    with pytest.raises(GateInputError, match="bad severity threshold"):
+        evaluate(VULN_REPORT, severities=[], today=TODAY)
 
 
 def test_repo_ignore_file_is_valid(repo_root: Path) -> None:

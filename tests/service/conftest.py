@@ -45,3 +45,15 @@ def batching_server(
     }
     with running_server(env, log) as live:
         yield live
+
+
+@pytest.fixture(scope="session")
+def eager_batching_server(
+    model_repository: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """Dynamic batching as configured by default (MAX_BATCH_DELAY_MS=0): requests merge when
+    they queue up behind a busy worker, whatever their rows add up to."""
+    log = tmp_path_factory.mktemp("logs") / "eager-batching.log"
+    env = {"MODEL_REPOSITORY": str(model_repository), "MAX_BATCH_SIZE": str(BATCH_ROWS)}
+    with running_server(env, log) as live:
+        yield live

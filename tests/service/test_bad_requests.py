@@ -138,6 +138,8 @@ CASES: list[tuple[str, str, bytes, dict[str, str], int, str]] = [
     ("bool-among-fp32", IDENTITY, identity_body("FP32", [1.5, True]), {}, 400, "true/false"),
     ("bool-among-fp64", IDENTITY, identity_body("FP64", [[0], [False]]), {}, 400, "FP64"),
     ("number-for-bytes", IDENTITY, identity_body("BYTES", [1, 2]), {}, 400, "BYTES"),
+    ("ints-for-bool", IDENTITY, identity_body("BOOL", [1, 0]), {}, 400, "BOOL"),
+    ("int-among-bools", IDENTITY, identity_body("BOOL", [True, 0]), {}, 400, "BOOL"),
     (
         "missing-input",
         IDENTITY,
@@ -153,6 +155,7 @@ CASES: list[tuple[str, str, bytes, dict[str, str], int, str]] = [
     ("negative-binary-size", MLP, *binary_body(-4, FLOATS), 400, "-4"),
     ("string-binary-size", MLP, *binary_body("1024", FLOATS), 400, "'1024'"),
     ("size-mismatches-shape", MLP, *binary_body(1020, FLOATS[:1020]), 400, "1020"),
+    ("size-exceeds-shape", MLP, *binary_body(1028, FLOATS + bytes(4)), 400, "1028"),
     ("unclaimed-bytes", MLP, *binary_body(1024, FLOATS + b"\0\0\0\0"), 400, "4 bytes"),
     ("binary-without-header", MLP, binary_body(1024, FLOATS)[0], {}, 400, "not valid JSON"),
     ("size-without-header-length", MLP, binary_body(1024, b"")[0], {}, 400, "runs past"),
@@ -216,6 +219,23 @@ def test_bad_binary_bytes_elements(server: LiveServer, raw: bytes, fragment: str
 
 
 @pytest.mark.usefixtures("check_still_serving")
+@pytest.mark.parametrize(
+    "elements", [["a", ""], ["", ""], ["", "b"]], ids=["last-empty", "all-empty", "first-empty"]
+)
+def test_binary_bytes_elements_may_be_empty(server: LiveServer, elements: list[str]) -> None:
+    raw = b"".join(struct.pack("<I", len(e)) + e.encode() for e in elements)
+    body, headers = binary_input_body("BYTES", raw)
+    document = orjson.loads(body[: int(headers[HEADER])])
+    document["outputs"] = [{"name": "out_BYTES"}]
+    header = orjson.dumps(document)
+    response = httpx.post(
+        f"{server.base}{IDENTITY}", content=header + raw, headers={HEADER: str(len(header))}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["outputs"][0]["data"] == elements
+
+
+@pytest.mark.usefixtures("check_still_serving")
 def test_binary_bool_bytes_other_than_0_and_1_are_refused(server: LiveServer) -> None:
     body, headers = binary_input_body("BOOL", b"\x01\x02")
     response = httpx.post(f"{server.base}{IDENTITY}", content=body, headers=headers)
@@ -259,6 +279,27 @@ def test_unknown_models_versions_and_routes(
     response = httpx.request(method, f"{server.base}{path}", content=mlp_json())
     assert response.status_code == status
     assert fragment in response.json()["error"]
+
+
+def padded(size: int) -> bytes:
+    """A valid request of exactly ``size`` bytes (JSON allows trailing whitespace)."""
+    body = mlp_json()
+    return body + b" " * (size - len(body))
+
+
+def test_body_of_exactly_max_body_bytes_is_accepted(server: LiveServer) -> None:
+    body = padded(TEST_MAX_BODY_BYTES)
+    declared = httpx.post(f"{server.base}{MLP}", content=body)
+    assert declared.status_code == 200, declared.text
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it streams in
+        for start in range(0, len(body), 65536):
+            yield body[start : start + 65536]
+
+    streamed = httpx.post(f"{server.base}{MLP}", content=chunks())
+    assert streamed.status_code == 200, streamed.text
+    one_more = httpx.post(f"{server.base}{MLP}", content=padded(TEST_MAX_BODY_BYTES + 1))
+    assert one_more.status_code == 413, one_more.text
 
 
 @pytest.mark.usefixtures("check_still_serving")

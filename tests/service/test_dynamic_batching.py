@@ -13,6 +13,7 @@ import tritonclient.utils as triton_utils
 from tests.service.conftest import BATCH_ROWS
 from tests.service.live_server import LiveServer
 from tests.service.model_factory import LOOKUP_TABLE, ONNX_TYPES, sample_arrays
+from tests.service.responses import decode_response, request_body
 
 THREADS = BATCH_ROWS
 
@@ -87,6 +88,36 @@ def test_mixed_sizes_and_datatypes_split_back_exactly(
                 np.testing.assert_array_equal(got, array, err_msg=datatype)
 
 
+def test_each_merged_request_gets_the_outputs_it_asked_for(batching_server: LiveServer) -> None:
+    """Single-row requests that merge into one run, each asking for two outputs of its own
+    in its own order (no request's choice covers another's), as JSON or binary."""
+    names = [f"out_{datatype}" for datatype in ONNX_TYPES]
+    wanted = [[names[(index + 1) % len(names)], names[index]] for index in range(BATCH_ROWS)]
+    sent = [sample_arrays(rows=1, seed=index) for index in range(BATCH_ROWS)]
+
+    def send(index: int) -> httpx.Response:
+        body, headers = request_body(
+            {f"in_{datatype}": (datatype, array) for datatype, array in sent[index].items()},
+            binary_inputs={"in_BYTES", "in_FP16"} if index % 2 else set(),
+            outputs=[{"name": name} for name in wanted[index]],
+            parameters={"binary_data_output": index % 3 == 0},
+        )
+        url = f"{batching_server.base}/v2/models/identity/infer"
+        return httpx.post(url, content=body, headers=headers, timeout=60)
+
+    runs_before, requests_before = batch_counts(batching_server, "identity")
+    with ThreadPoolExecutor(BATCH_ROWS) as pool:
+        responses = list(pool.map(send, range(BATCH_ROWS)))
+    runs_after, requests_after = batch_counts(batching_server, "identity")
+    assert (runs_after - runs_before, requests_after - requests_before) == (1, BATCH_ROWS)
+    for index, response in enumerate(responses):
+        received = decode_response(response)
+        assert [name for name, _, _ in received] == wanted[index]
+        for name, array, binary in received:
+            assert binary == (index % 3 == 0), name
+            np.testing.assert_array_equal(array, sent[index][name.removeprefix("out_")])
+
+
 def lookup(server: LiveServer, index: int) -> httpx.Response:
     body = {"inputs": [{"name": "index", "shape": [1], "datatype": "INT64", "data": [index]}]}
     return httpx.post(f"{server.base}/v2/models/lookup/infer", json=body, timeout=60)
@@ -122,3 +153,20 @@ def test_request_larger_than_max_batch_size_is_refused(
     assert f"{BATCH_ROWS + 1} rows" in message and f"MAX_BATCH_SIZE={BATCH_ROWS}" in message
     assert mlp_infer(server, rows)["label"].shape == (BATCH_ROWS + 1,)  # batching off: any size
     assert mlp_infer(batching_server, rows[:BATCH_ROWS])["label"].shape == (BATCH_ROWS,)
+
+
+def test_inputs_of_different_rows_are_answered_as_without_batching(
+    server: LiveServer, eager_batching_server: LiveServer
+) -> None:
+    """The model accepts inputs whose first dimensions differ: so must the batcher (it runs
+    such a request alone, and has nothing to split)."""
+    sent = sample_arrays(rows=2, seed=1)
+    sent["FP32"] = sample_arrays(rows=3, seed=2)["FP32"]
+    body, headers = request_body(
+        {f"in_{datatype}": (datatype, array) for datatype, array in sent.items()}, set()
+    )
+    for live in (server, eager_batching_server):
+        url = f"{live.base}/v2/models/identity/infer"
+        received = decode_response(httpx.post(url, content=body, headers=headers, timeout=60))
+        for name, array, _ in received:
+            np.testing.assert_array_equal(array, sent[name.removeprefix("out_")], err_msg=name)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import httpx
 import numpy as np
 import onnxruntime as ort
+import orjson
 import pytest
 import tritonclient.http as triton
 
+import service
+from tests.service.conftest import BATCH_ROWS
 from tests.service.live_server import LiveServer
 from tests.service.model_factory import DEFAULT_MODEL, ONNX_TYPES, sample_arrays
 
@@ -43,6 +46,54 @@ def test_model_metadata_reports_signature_and_providers(
     ]
     assert metadata["execution_providers"] == ["CPUExecutionProvider"]
     assert client.get_model_metadata("identity")["versions"] == ["1", "3"]
+
+
+def identity_config(batched: bool) -> dict[str, object]:
+    """Triton's config of the identity model: BYTES is TYPE_STRING; dims leave out the batch
+    dimension when the batcher serves the model."""
+
+    def tensors(prefix: str) -> list[dict[str, object]]:
+        return [
+            {
+                "name": f"{prefix}_{datatype}",
+                "data_type": f"TYPE_{'STRING' if datatype == 'BYTES' else datatype}",
+                "dims": [2] if batched else [-1, 2],
+            }
+            for datatype in ONNX_TYPES
+        ]
+
+    return {
+        "name": "identity",
+        "platform": "onnxruntime_onnx",
+        "backend": "onnxruntime",
+        "version_policy": {"latest": {"num_versions": 1}},
+        "max_batch_size": BATCH_ROWS if batched else 0,
+        "input": tensors("in"),
+        "output": tensors("out"),
+        "instance_group": [{"kind": "KIND_CPU"}],
+    }
+
+
+def test_model_config_documents(server: LiveServer, batching_server: LiveServer) -> None:
+    plain = httpx.get(f"{server.base}/v2/models/identity/config").json()
+    assert plain == identity_config(batched=False)
+    batched = httpx.get(f"{batching_server.base}/v2/models/identity/versions/1/config").json()
+    delay = {"dynamic_batching": {"max_queue_delay_microseconds": 60_000_000}}  # 60000 ms
+    assert batched == identity_config(batched=True) | delay
+
+
+def test_server_metadata_and_health_documents(server: LiveServer) -> None:
+    metadata = httpx.get(f"{server.base}/v2")
+    assert metadata.json() == {
+        "name": "onnx-serving",
+        "version": service.__version__,
+        "extensions": ["binary_tensor_data", "model_configuration"],
+    }
+    assert "server" not in metadata.headers  # no software banner
+    assert httpx.get(f"{server.base}/v2/health/live").json() == {"live": True}
+    assert httpx.get(f"{server.base}/v2/health/ready").json() == {"ready": True}
+    ready = httpx.get(f"{server.base}/v2/models/mlp/ready").json()
+    assert ready == {"name": "mlp", "version": "1", "ready": True}
 
 
 def test_model_config_without_batching(client: triton.InferenceServerClient) -> None:
@@ -117,6 +168,61 @@ def test_default_outputs_follow_request_level_binary_flag(
     np.testing.assert_array_equal(result.as_numpy("label"), reference_outputs(batch)[1])
 
 
+def mlp_request(outputs: list[dict[str, object]] | None, **parameters: object) -> bytes:
+    document: dict[str, object] = {
+        "inputs": [{"name": "input", "shape": [1, 256], "datatype": "FP32", "data": [0.5] * 256}]
+    }
+    if outputs is not None:
+        document["outputs"] = outputs
+    if parameters:
+        document["parameters"] = parameters
+    return orjson.dumps(document)
+
+
+def response_outputs(response: httpx.Response) -> list[dict[str, object]]:
+    """The output entries of a JSON or binary-extension response, in their order."""
+    assert response.status_code == 200, response.text
+    length = int(response.headers.get("inference-header-content-length", len(response.content)))
+    outputs: list[dict[str, object]] = orjson.loads(response.content[:length])["outputs"]
+    return outputs
+
+
+@pytest.mark.parametrize("names", [["logits", "label"], ["label", "logits"], ["label"]], ids=str)
+def test_outputs_come_in_the_requested_order(server: LiveServer, names: list[str]) -> None:
+    body = mlp_request([{"name": name} for name in names])
+    response = httpx.post(f"{server.base}/v2/models/mlp/infer", content=body)
+    assert [output["name"] for output in response_outputs(response)] == names
+    # Without a list, all of them, in the model's order (its metadata's).
+    everything = httpx.post(f"{server.base}/v2/models/mlp/infer", content=mlp_request(None))
+    assert [output["name"] for output in response_outputs(everything)] == ["logits", "label"]
+
+
+def test_request_level_binary_flag_applies_to_listed_outputs(server: LiveServer) -> None:
+    """binary_data_output is the default of every output, listed or not; an output's own
+    binary_data overrides it."""
+    listed: list[dict[str, object]] = [
+        {"name": "label"},
+        {"name": "logits", "parameters": {"binary_data": False}},
+    ]
+    body = mlp_request(listed, binary_data_output=True)
+    response = httpx.post(f"{server.base}/v2/models/mlp/infer", content=body)
+    label, logits = response_outputs(response)
+    assert "data" not in label
+    assert label["parameters"] == {"binary_data_size": 8}  # one INT64
+    assert "data" in logits and "parameters" not in logits
+    assert response.content.endswith(np.int64(label_of(0.5)).tobytes())
+
+    as_json = httpx.post(
+        f"{server.base}/v2/models/mlp/infer",
+        content=mlp_request([{"name": "label"}], binary_data_output=False),
+    )
+    assert response_outputs(as_json)[0]["data"] == [label_of(0.5)]
+
+
+def label_of(value: float) -> int:
+    return int(reference_outputs(np.full((1, 256), value, dtype=np.float32))[1][0])
+
+
 def test_nested_and_flat_json_data_agree(server: LiveServer) -> None:
     batch = np.random.default_rng(3).standard_normal((2, 256)).astype(np.float32)
     answers = []
@@ -159,5 +265,10 @@ def test_openapi_documents_every_route(server: LiveServer) -> None:
             "inputs"
             in operation["requestBody"]["content"]["application/json"]["schema"]["properties"]
         )
-        assert {p["name"] for p in operation["parameters"]} <= {"model_name", "model_version"}
+        # The same path parameters as FastAPI documents for the metadata routes.
+        metadata_route = path.removesuffix("/infer")
+        expected = paths[metadata_route]["get"]["parameters"]
+        for parameter in expected:
+            parameter["schema"].pop("title")
+        assert operation["parameters"] == expected
     assert {"/v2", "/v2/health/ready", "/v2/models/{model_name}/config", "/metrics"} <= set(paths)

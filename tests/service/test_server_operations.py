@@ -79,6 +79,14 @@ def test_healthcheck_exit_codes(server: LiveServer) -> None:
     assert healthcheck(free_port()) == 1
 
 
+def test_healthcheck_in_process(server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    from service import healthcheck
+
+    for port, code in ((str(server.port), 0), (str(free_port()), 1), ("http", 1)):
+        monkeypatch.setenv("PORT", port)
+        assert healthcheck.main() == code, port
+
+
 def test_metrics_count_requests_latency_and_batches(server: LiveServer) -> None:
     before = server.metric("inference_requests_total", 'model="mlp",status="200"')
     rows_before = server.metric("inference_batch_rows_sum", 'model="mlp"')

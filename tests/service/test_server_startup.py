@@ -139,3 +139,16 @@ def test_unusable_cuda_falls_back_to_cpu_loudly(tmp_path: Path) -> None:
         assert any(
             "CUDAExecutionProvider" in line and "falling back to" in line for line in warnings
         )
+
+
+def test_bad_setting_stops_main_before_any_model_loads(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`python -m service`'s entry point in process (the subprocess tests above run it too)."""
+    from service.__main__ import main
+
+    monkeypatch.setenv("MAX_INFLIGHT", "0")
+    assert main() == 2
+    assert capsys.readouterr().err == (
+        "error: invalid MAX_INFLIGHT='0': must be an integer from 1 to 1000000\n"
+    )

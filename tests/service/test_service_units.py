@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -10,7 +11,9 @@ import onnxruntime as ort
 import pytest
 
 from service.cpus import cgroup_cpu_quota, own_cgroups, usable_cpu_count
-from service.repository import ModelSourceError, discover_models
+from service.model_config import model_metadata
+from service.repository import ModelSource, ModelSourceError, discover_models
+from service.runtime import CPU, load_model
 from service.settings import Settings, SettingsError, declared, load_settings, settings_table
 from tests.service.model_factory import DEFAULT_MODEL, REPO
 
@@ -126,6 +129,24 @@ def test_cgroup_v2_quota_of_own_cgroup_and_its_parents(tmp_path: Path, proc: Pat
     assert usable_cpu_count(set(range(16)), sys_fs, proc) == 2
 
 
+def test_a_tighter_quota_further_up_binds_a_looser_own_one(tmp_path: Path, proc: Path) -> None:
+    """A container allowed 4 CPUs inside a slice capped at 1.5 gets 1.5, in v2 and in v1."""
+    write(proc / "self" / "cgroup", "0::/kubepods.slice/pod1/app\n")
+    v2 = tmp_path / "v2"
+    write(v2 / "kubepods.slice" / "cpu.max", "150000 100000\n")  # two levels up
+    write(v2 / "kubepods.slice" / "pod1" / "cpu.max", "max 100000\n")
+    write(v2 / "kubepods.slice" / "pod1" / "app" / "cpu.max", "400000 100000\n")
+    assert cgroup_cpu_quota(v2, proc) == 1.5
+    assert usable_cpu_count(set(range(16)), v2, proc) == 1
+
+    write(proc / "self" / "cgroup", "3:cpu,cpuacct:/kubepods.slice/pod1/app\n")
+    v1 = tmp_path / "v1" / "cpu,cpuacct"
+    for folder, quota in (("kubepods.slice", 150000), ("kubepods.slice/pod1/app", 400000)):
+        write(v1 / folder / "cpu.cfs_quota_us", f"{quota}\n")
+        write(v1 / folder / "cpu.cfs_period_us", "100000\n")
+    assert cgroup_cpu_quota(tmp_path / "v1", proc) == 1.5
+
+
 def test_cgroup_v1_cpu_controller_line_is_followed(tmp_path: Path, proc: Path) -> None:
     write(
         proc / "self" / "cgroup",
@@ -159,6 +180,20 @@ def test_unreadable_or_foreign_cgroup_paths_use_the_root(
     write(tmp_path / "cgroup" / "cpu.max", "300000 100000\n")
     assert own_cgroups(proc) == (PurePosixPath("/"), PurePosixPath("/"))
     assert cgroup_cpu_quota(tmp_path / "cgroup", proc) == 3.0
+
+
+def test_model_reports_the_providers_its_session_uses() -> None:
+    """Not the requested ones: a provider this onnxruntime build lacks is not in use."""
+    missing = next(
+        name
+        for name in ("CUDAExecutionProvider", "ROCMExecutionProvider", "DnnlExecutionProvider")
+        if name not in ort.get_available_providers()
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # onnxruntime warns about the missing provider
+        model = load_model(ModelSource("mlp", "1", DEFAULT_MODEL), [missing, CPU], 1)
+    assert model.providers == [CPU]
+    assert model_metadata(model, ["1"])["execution_providers"] == [CPU]
 
 
 def test_repository_layout(tmp_path: Path) -> None:
@@ -206,4 +241,3 @@ def test_readme_configuration_table_is_the_declared_settings() -> None:
     assert [spec.env for _, spec, _ in declared()] == [
         line.split("`")[1] for line in settings_table().splitlines()[2:]
     ]
-

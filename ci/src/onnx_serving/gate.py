@@ -41,6 +41,13 @@ _KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "Licenses": ("licenses", ("Name",)),
 }
 IGNORE_SECTIONS: tuple[str, ...] = tuple(section for section, _ in _KINDS.values())
+# A finding's kind in the report's lines: "HIGH vulnerability CVE-…".
+_SINGULAR = {
+    "vulnerabilities": "vulnerability",
+    "misconfigurations": "misconfiguration",
+    "secrets": "secret",
+    "licenses": "license",
+}
 
 
 class GateInputError(ValueError):
@@ -63,7 +70,7 @@ class Finding:
 
     def describe(self) -> str:
         where = self.paths[-1]  # the most specific: FilePath/PkgPath when Trivy gives one
-        return f"{self.severity} {self.kind[:-1]} {self.id} in {where}: {self.title}"
+        return f"{self.severity} {_SINGULAR[self.kind]} {self.id} in {where}: {self.title}"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,46 @@
+"""Argument checks at their edges (ci/src/onnx_serving/validation.py): the last valid value is
+accepted, the first invalid one is a one-line error naming it."""
+
+from __future__ import annotations
+
+import pytest
+
+from onnx_serving import validation
+from onnx_serving.variants import PUBLISHED
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["localhost:1", "localhost:65535", "127.0.0.1:5000", "ghcr.io", "registry-1.docker.io"],
+)
+def test_registry_hosts_and_ports_in_range_are_accepted(host: str) -> None:
+    assert validation.registry(host) == host
+
+
+@pytest.mark.parametrize("host", ["localhost:0", "localhost:65536", "localhost:99999"])
+def test_registry_port_out_of_range_is_refused(host: str) -> None:
+    with pytest.raises(ValueError, match="out of range") as refused:
+        validation.registry(host)
+    assert repr(host) in str(refused.value)
+    assert "\n" not in str(refused.value)
+
+
+def test_image_name_of_255_characters_is_the_longest_accepted() -> None:
+    registry = "ghcr.io"
+    longest = "acme/" + "x" * (255 - len(registry) - 1 - len("acme/"))
+    assert validation.repository(longest, registry) == longest
+    with pytest.raises(ValueError, match="exceeds 255 characters"):
+        validation.repository(longest + "x", registry)
+
+
+def test_no_variant_names_every_published_one() -> None:
+    with pytest.raises(ValueError) as refused:
+        validation.published_variants([])
+    message = str(refused.value)
+    assert all(variant.value in message for variant in PUBLISHED), message
+
+
+@pytest.mark.parametrize("username", ["", "  "])
+def test_blank_username_is_refused_even_with_a_password(username: str) -> None:
+    with pytest.raises(ValueError, match="invalid username"):
+        validation.credentials(username, has_password=True)

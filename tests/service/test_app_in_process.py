@@ -1,0 +1,66 @@
+"""The HTTP endpoints in process, around a runner that fails the way no test model can: with an
+exception that is not one of the server's errors (a bug, or a library raising something
+unexpected). The client gets a 500, and the metrics count a 500, so 5xx alerts see it."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Sequence
+
+import httpx
+import numpy as np
+import orjson
+
+from service.app import ServerState, create_app
+from service.metrics import ServerMetrics
+from service.registry import ModelRegistry, ServedModel
+from service.repository import ModelSource
+from service.runtime import CPU, InferenceExecutor, load_model
+from service.settings import Settings
+from tests.service.model_factory import DEFAULT_MODEL
+
+BODY = orjson.dumps(
+    {"inputs": [{"name": "input", "shape": [1, 256], "datatype": "FP32", "data": [0.5] * 256}]}
+)
+
+
+class BrokenRunner:
+    async def infer(
+        self, feeds: dict[str, np.ndarray], output_names: Sequence[str]
+    ) -> dict[str, np.ndarray]:
+        raise RuntimeError("a bug")
+
+    async def stop(self) -> None:
+        return None
+
+
+def sample(metrics_text: str, name: str, labels: str = "") -> float:
+    selector = r"\{" + re.escape(labels) + r"\}" if labels else ""
+    match = re.search(rf"^{re.escape(name)}{selector} (\S+)$", metrics_text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_an_unexpected_error_is_a_500_and_counted_as_one() -> None:
+    model = load_model(ModelSource("mlp", "1", DEFAULT_MODEL), [CPU], 1)
+    served = ServedModel(model, BrokenRunner(), 0, 0.0)
+    executor = InferenceExecutor(1)
+    state = ServerState(Settings(), ModelRegistry([served]), executor, ServerMetrics())
+    app = create_app(state)
+
+    async def exchange() -> tuple[httpx.Response, str]:
+        # Starlette re-raises after answering, for the server to log; the client has its 500.
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://app") as client,
+        ):
+            response = await client.post("/v2/models/mlp/infer", content=BODY)
+            return response, (await client.get("/metrics")).text
+
+    response, metrics = asyncio.run(exchange())
+    assert response.status_code == 500
+    assert response.json() == {"error": "internal server error: RuntimeError"}
+    assert sample(metrics, "inference_requests_total", 'model="mlp",status="500"') == 1
+    assert sample(metrics, "inference_requests_total", 'model="mlp",status="200"') == 0
+    assert sample(metrics, "inference_requests_in_flight") == 0
