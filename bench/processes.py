@@ -23,6 +23,11 @@ READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 15.0
 
 
+# A server counts as idle once it used less than IDLE_CPU_S of CPU in IDLE_PROBE_S (10%).
+IDLE_PROBE_S = 0.2
+IDLE_CPU_S = 0.02
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((LOOPBACK, 0))
@@ -54,6 +59,25 @@ def session_cpu_seconds(session_id: int) -> float:
     stats = _session_stats(session_id).values()
     ticks = sum(int(fields[11]) + int(fields[12]) for fields in stats)  # utime + stime
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def wait_until_idle(session_id: int, timeout_s: float = 30.0) -> None:
+    """Wait until the server's processes stop using CPU (or `timeout_s` passes).
+
+    When wrk stops it closes its connections, but a server still works off the requests it
+    had accepted (at batch 128 and 32 connections, about half a second of work): without
+    this wait they would delay the next cell's first requests and be charged to its CPU
+    time. That is what gave every server a p99 near 500 ms at batch 128, 1 connection,
+    right after the 32-connection warm-up.
+    """
+    deadline = time.monotonic() + timeout_s
+    before = session_cpu_seconds(session_id)
+    while time.monotonic() < deadline:
+        time.sleep(IDLE_PROBE_S)
+        now = session_cpu_seconds(session_id)
+        if now - before < IDLE_CPU_S:
+            return
+        before = now
 
 
 def pin_session(session_id: int, cpu: str) -> None:

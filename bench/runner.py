@@ -169,6 +169,7 @@ def _load_cells(
     if options.warmup_s > 0:
         loadgen.run_wrk(port, request, max(options.concurrencies), options.warmup_s, wrk_dir)
     for concurrency in options.concurrencies:
+        processes.wait_until_idle(target.session_id)  # what the last wrk run left behind
         cpu_before = processes.session_cpu_seconds(target.session_id)
         measured = loadgen.run_wrk(port, request, concurrency, options.duration_s, wrk_dir)
         cpu_seconds = processes.session_cpu_seconds(target.session_id) - cpu_before

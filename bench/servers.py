@@ -158,6 +158,14 @@ OURS_BATCHING = ServerSpec(
     _ours(BATCH_ENV),
     _ours_unavailable,
 )
+# WORKERS=2 on the same one-core budget: what a second process costs per request.
+OURS_TWO_WORKERS = ServerSpec(
+    "ours-2workers",
+    (formats.OIP_JSON,),
+    "/v2/health/ready",
+    _ours({"WORKERS": "2"}),
+    _ours_unavailable,
+)
 # The inference log's cost: the same as OURS plus PREDICTION_LOG_URL.
 OURS_LOG = ServerSpec(
     "ours-log",
@@ -199,6 +207,7 @@ ALL_SERVERS = (
     OURS,
     OURS_BATCHING,
     OURS_GRANIAN,
+    OURS_TWO_WORKERS,
     OURS_LOG,
     NAIVE,
     MLSERVER,

@@ -1,8 +1,9 @@
 """Shared Docker fixtures: a real engine, the four images built once per session, containers.
 
 Tests marked `docker` need an engine: without one they are skipped, or FAIL when
-REQUIRE_DOCKER=1 (.ci/run sets it), so a broken CI machine cannot pass by skipping. Every run
-ends with a count of what was skipped and why (pytest_terminal_summary).
+REQUIRE_DOCKER=1 (.ci/run and the Dagger `test` check that GitHub runs both set it), so a
+broken CI machine cannot pass by skipping. Every run ends with a count of what was skipped
+and why (pytest_terminal_summary).
 
     def test_x(built_image, start_container):      # marked docker
         container = start_container(built_image(Variant.cpu), "--read-only")
