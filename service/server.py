@@ -104,6 +104,7 @@ def serve_process(
         port=settings.port,
         loop="auto",  # uvloop when installed
         http=protocol_class(settings),  # httptools, with our header limits and timeouts
+        interface="asgi3",  # stated, not guessed from how __call__ is defined
         ws="none",
         log_config=None,  # keep the logging configured by the caller
         access_log=settings.log_level == "debug",

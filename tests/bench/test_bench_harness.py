@@ -24,11 +24,13 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_quick_run_checks_every_answer_and_writes_the_report(tmp_path: Path) -> None:
-    """Ours (JSON and binary) and the naive app, 1 s cells: labels match ORT, no errors."""
-    command = [sys.executable, "-m", "bench", "--quick", "--servers", "ours,naive-fastapi"]
+    """Ours (JSON and binary, under uvicorn and granian, one and two processes) and the naive
+    app, 1 s cells: labels match ORT, no errors."""
+    contenders = "ours,ours-granian,ours-2workers,naive-fastapi"
+    command = [sys.executable, "-m", "bench", "--quick", "--servers", contenders]
     command += ["--batch", "1,32", "--concurrency", "2", "--out", str(tmp_path)]
     completed = subprocess.run(
-        command, cwd=workload.REPO_ROOT, capture_output=True, text=True, timeout=120
+        command, cwd=workload.REPO_ROOT, capture_output=True, text=True, timeout=240
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
 
@@ -36,6 +38,7 @@ def test_quick_run_checks_every_answer_and_writes_the_report(tmp_path: Path) -> 
     assert results["failed"] == {}
     measured = {(c["contender"], c["batch"]) for c in results["cells"]}
     expected = {"in-process ORT", "ours json", "ours binary", "naive-fastapi json"}
+    expected |= {"ours-granian json", "ours-granian binary", "ours-2workers json"}
     assert measured == {(name, batch) for name in expected for batch in (1, 32)}
     assert all(c["errors"] == 0 and c["requests"] > 0 for c in results["cells"])
     report = (tmp_path / "latest.md").read_text()
