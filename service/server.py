@@ -98,13 +98,17 @@ def serve_process(
     except (ModelSourceError, ModelLoadError) as exc:
         log.error("%s", exc)
         return 1
+    app = create_app(state)
     config = uvicorn.Config(
-        create_app(state),
+        # Stated as a factory: otherwise uvicorn calls the app with no arguments to find out
+        # whether it is one, which only a strict __call__ signature answers correctly.
+        lambda: app,
+        factory=True,
         host=settings.host,
         port=settings.port,
         loop="auto",  # uvloop when installed
         http=protocol_class(settings),  # httptools, with our header limits and timeouts
-        interface="asgi3",  # stated, not guessed from how __call__ is defined
+        interface="asgi3",  # stated, not guessed from how __call__ is written
         ws="none",
         log_config=None,  # keep the logging configured by the caller
         access_log=settings.log_level == "debug",
