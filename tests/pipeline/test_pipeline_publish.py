@@ -153,6 +153,9 @@ def test_emulated_platforms_are_checked_for_readiness_native_ones_fully(
     assert by_platform["linux/arm64"].args["args"] == commands.smoke_command(
         "server:8000", ready_only=True
     )
+    # The flag itself, not only agreement with the helper that writes it.
+    assert "--ready-only" in by_platform["linux/arm64"].args["args"]
+    assert "--ready-only" not in by_platform["linux/amd64"].args["args"]
 
 
 def test_a_failing_smoke_test_pushes_nothing(module: Any) -> None:

@@ -146,16 +146,3 @@ def cosign_sign_command(reference: str, cosign: str = "cosign") -> list[str]:
 def cosign_attest_command(reference: str, sbom: str, cosign: str = "cosign") -> list[str]:
     """Attach a CycloneDX SBOM to a pushed `ref@sha256:…` as a signed attestation."""
     return [cosign, "attest", "--yes", "--type", "cyclonedx", "--predicate", sbom, reference]
-
-
-def cosign_verify_command(reference: str, repository_url: str, cosign: str = "cosign") -> list[str]:
-    """What a consumer runs: the signature was made by this repository's release workflow."""
-    return [
-        cosign,
-        "verify",
-        "--certificate-oidc-issuer",
-        "https://token.actions.githubusercontent.com",
-        "--certificate-identity-regexp",
-        f"^{repository_url}/\\.github/workflows/",
-        reference,
-    ]
