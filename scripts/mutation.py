@@ -31,7 +31,10 @@ WORKDIR = REPO / "mutants"
 SAMPLE_FILE = WORKDIR / "sample.json"
 # Module prefix -> the package it is reported as.
 PACKAGES = {"service.": "service/", "onnx_serving.": "ci/src/onnx_serving/"}
-KILLED = ("killed", "timeout", "segfault")  # a timeout: an endless loop the tests ran into
+# A timeout is not counted as killed: under mutmut some live-server tests can hang whatever
+# the mutant (mutants that only change a help text timed out), so a timeout proves nothing.
+# Timeouts are listed with the survivors, to be checked by hand.
+KILLED = ("killed", "segfault")
 TYPE_CHECKED = "caught by type check"  # mypy --strict rejects it: the lint check fails
 
 

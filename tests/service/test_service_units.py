@@ -11,6 +11,7 @@ import onnxruntime as ort
 import pytest
 
 from service.cpus import cgroup_cpu_quota, own_cgroups, usable_cpu_count
+from service.inference_log import config_from
 from service.model_config import model_metadata
 from service.repository import ModelSource, ModelSourceError, discover_models
 from service.runtime import CPU, load_model
@@ -241,3 +242,18 @@ def test_readme_configuration_table_is_the_declared_settings() -> None:
     assert [spec.env for _, spec, _ in declared()] == [
         line.split("`")[1] for line in settings_table().splitlines()[2:]
     ]
+
+
+@pytest.mark.parametrize("ending", ["\n", "\r\n", ""])
+def test_password_file_loses_only_its_line_ending(tmp_path: Path, ending: str) -> None:
+    """A password is the file's text less its final line ending; any other character,
+    trailing X or space included, belongs to it."""
+    secret = tmp_path / "password"
+    secret.write_bytes(f"s3cret XX{ending}".encode())
+    settings = load_settings(
+        {
+            "PREDICTION_LOG_URL": "postgresql://app@127.0.0.1/db",
+            "PREDICTION_LOG_PASSWORD_FILE": str(secret),
+        }
+    )
+    assert config_from(settings).password == "s3cret XX"
