@@ -8,17 +8,15 @@ The same settings, models and ASGI application as ``python -m service``; only th
 
 from __future__ import annotations
 
-import os
-
 from fastapi import FastAPI
 
 from service.app import create_app
-from service.logging_setup import configure_logging
+from service.logging_setup import settings_with_logging
 from service.server import build_state
-from service.settings import load_settings
 
 
 def app() -> FastAPI:
-    settings = load_settings(os.environ)
-    configure_logging(settings.log_level, settings.log_format)
+    settings = settings_with_logging()
+    if settings is None:
+        raise SystemExit(2)
     return create_app(build_state(settings))

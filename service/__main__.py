@@ -8,20 +8,15 @@ SIGINT (Ctrl-C) stops accepting connections, lets in-flight requests finish, the
 
 from __future__ import annotations
 
-import os
 import sys
 
-from service.logging_setup import configure_logging
-from service.settings import SettingsError, load_settings
+from service.logging_setup import settings_with_logging
 
 
 def main() -> int:
-    try:
-        settings = load_settings(os.environ)
-    except SettingsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    settings = settings_with_logging()
+    if settings is None:
         return 2
-    configure_logging(settings.log_level, settings.log_format)
     from service.server import serve  # onnxruntime, FastAPI: only once settings are valid
 
     return serve(settings)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 
 import orjson
+
+from service.settings import Settings, SettingsError, load_settings
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -41,3 +44,15 @@ def configure_logging(level: str, log_format: str) -> None:
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+
+
+def settings_with_logging() -> Settings | None:
+    """The settings from the environment, with logging configured as they say; None, after
+    one line on stderr naming the bad value, when a setting is invalid (exit code 2)."""
+    try:
+        settings = load_settings(os.environ)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+    configure_logging(settings.log_level, settings.log_format)
+    return settings

@@ -33,10 +33,10 @@ import time
 from dataclasses import dataclass, field
 from types import FrameType
 
-from service.logging_setup import configure_logging
+from service.logging_setup import settings_with_logging
 from service.metrics import ServerMetrics, shared_memory
 from service.repository import ModelSourceError, discover_models
-from service.settings import Settings, SettingsError, load_settings
+from service.settings import Settings
 
 log = logging.getLogger("service.workers")
 BACKLOG = 2048  # uvicorn's default
@@ -206,12 +206,9 @@ def worker_main(argv: list[str]) -> int:
     index, count, listen_fd, metrics_fd, ready_fd = (int(value) for value in argv[:5])
     names: list[str] = json.loads(argv[5])
     _die_with_parent()
-    try:
-        settings = load_settings(os.environ)
-    except SettingsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    settings = settings_with_logging()
+    if settings is None:
         return 2
-    configure_logging(settings.log_level, settings.log_format)
     from service.server import serve_process  # onnxruntime, FastAPI: only in workers
 
     metrics = ServerMetrics(names, metrics_fd, count, index)
