@@ -31,8 +31,7 @@ WORKDIR = REPO / "mutants"
 SAMPLE_FILE = WORKDIR / "sample.json"
 # Module prefix -> the package it is reported as.
 PACKAGES = {"service.": "service/", "onnx_serving.": "ci/src/onnx_serving/"}
-# A timeout is not counted as killed: under mutmut some live-server tests can hang whatever
-# the mutant (mutants that only change a help text timed out), so a timeout proves nothing.
+# A timeout is not counted as killed: it says the tests ran too long, not that one failed.
 # Timeouts are listed with the survivors, to be checked by hand.
 KILLED = ("killed", "segfault")
 TYPE_CHECKED = "caught by type check"  # mypy --strict rejects it: the lint check fails

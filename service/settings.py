@@ -39,20 +39,30 @@ class SettingsError(ValueError):
 
 
 def _int_in(low: int, high: int) -> Callable[[str], int]:
+    wanted = f"must be an integer from {low} to {high}"
+
     def convert(raw: str) -> int:
-        value = int(raw)
+        try:
+            value = int(raw)
+        except ValueError:  # Python's "invalid literal for int()" says less
+            raise ValueError(wanted) from None
         if not low <= value <= high:
-            raise ValueError(f"must be an integer from {low} to {high}")
+            raise ValueError(wanted)
         return value
 
     return convert
 
 
 def _float_in(low: float, high: float) -> Callable[[str], float]:
+    wanted = f"must be a number from {low} to {high}"
+
     def convert(raw: str) -> float:
-        value = float(raw)
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(wanted) from None
         if not low <= value <= high:  # also rejects nan
-            raise ValueError(f"must be a number from {low} to {high}")
+            raise ValueError(wanted)
         return value
 
     return convert

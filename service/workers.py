@@ -195,7 +195,7 @@ class _Supervisor:
 def _die_with_parent() -> None:
     """SIGTERM this process when the supervisor dies (Linux)."""
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
+        libc = ctypes.CDLL(None)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):  # not Linux: the supervisor's SIGTERM is all there is
         pass

@@ -52,36 +52,45 @@ def test_a_digest_reference_is_pinned(reference: str, pinned: str) -> None:
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == pinned
 
 
+NOT_PINNED = "not pinned by a sha256 digest"
+NO_HOST = "no registry host (such as ghcr.io) before the repository"
+
+
 @pytest.mark.parametrize(
-    "reference",
+    ("reference", "reason"),
     [
-        "ghcr.io/acme/onnx-serving:1.2.3",  # a tag moves: never deploy one
-        "ghcr.io/acme/onnx-serving",
-        f"onnx-serving@{DIGEST}",  # no registry
-        f"acme/onnx-serving@{DIGEST}",  # "acme" is a path component, not a host
-        f"ghcr.io/acme/onnx-serving@{DIGEST.upper()}",
-        "ghcr.io/acme/onnx-serving@sha256:abc",
-        f"ghcr.io/acme/onnx-serving@{DIGEST}\nimage: evil",
-        f"https://ghcr.io/acme/onnx-serving@{DIGEST}",
-        f"ghcr.io/acme/onnx serving@{DIGEST}",
-        f"ghcr.io/acme/onnx-serving:bad!tag@{DIGEST}",
-        f"ghcr.io:99999/acme/onnx-serving@{DIGEST}",
-        f"ghcr.io/acme/onnx-serving@sha512:{'0' * 128}",
-        "",
+        ("ghcr.io/acme/onnx-serving:1.2.3", NOT_PINNED),  # a tag moves: never deploy one
+        ("ghcr.io/acme/onnx-serving", NOT_PINNED),
+        (f"onnx-serving@{DIGEST}", NO_HOST),
+        (f"acme/onnx-serving@{DIGEST}", NO_HOST),  # "acme" is a path component, not a host
+        (f"ghcr.io/acme/onnx-serving@{DIGEST.upper()}", NOT_PINNED),
+        ("ghcr.io/acme/onnx-serving@sha256:abc", NOT_PINNED),
+        (f"ghcr.io/acme/onnx-serving@{DIGEST}\nimage: evil", NOT_PINNED),
+        (f"https://ghcr.io/acme/onnx-serving@{DIGEST}", "invalid registry 'https:'"),
+        (f"ghcr.io/acme/onnx serving@{DIGEST}", NOT_PINNED),
+        (f"ghcr.io/acme/onnx-serving:bad!tag@{DIGEST}", "bad tag 'bad!tag'"),
+        (f"ghcr.io:99999/acme/onnx-serving@{DIGEST}", "invalid registry 'ghcr.io:99999'"),
+        (f"ghcr.io/acme/onnx-serving@sha512:{'0' * 128}", NOT_PINNED),
+        ("", NOT_PINNED),
     ],
 )
-def test_an_image_not_pinned_by_digest_is_a_one_line_error(reference: str) -> None:
+def test_an_image_not_pinned_by_digest_is_a_one_line_error(reference: str, reason: str) -> None:
     with pytest.raises(ValueError) as caught:
         manifests.render(reference, Variant.cpu)
     message = str(caught.value)
     assert "\n" not in message
-    assert message.startswith(f"invalid image {reference!r}")
-    assert "@sha256:" in message  # says what is expected
+    assert message.startswith(f"invalid image {reference!r}: {reason}")
+    assert message.endswith(  # says what is expected
+        "; expected REGISTRY/REPOSITORY@sha256:<64 hex digits>, "
+        "e.g. ghcr.io/my-org/onnx-serving@sha256:…"
+    )
 
 
 @pytest.mark.parametrize("variant", ["dev", "basic", "tpu"])
 def test_a_variant_without_manifests_is_a_one_line_error(variant: str) -> None:
-    with pytest.raises(ValueError, match=rf"^invalid variant '{variant}': manifests exist for"):
+    with pytest.raises(
+        ValueError, match=rf"^invalid variant '{variant}': manifests exist for cpu, gpu$"
+    ):
         manifests.render(pinned_of(Variant.cpu), variant)
 
 
@@ -299,3 +308,60 @@ def test_the_module_runs_with_plain_python_and_pythonpath(tmp_path: Path) -> Non
     )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "gpu/kubernetes.yaml").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "give --image REGISTRY/REPOSITORY@sha256:… and --out DIR"),
+        (
+            ["--image", pinned_of(Variant.cpu)],
+            "give --image REGISTRY/REPOSITORY@sha256:… and --out DIR",
+        ),
+        (
+            ["--out", "out", "--sources", "src"],
+            "give either --sources DIR or --image REF --out DIR",
+        ),
+    ],
+)
+def test_a_missing_or_conflicting_option_says_what_to_give(
+    args: list[str],
+    message: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert manifests.main(args) == 2
+    assert capsys.readouterr().err == f"manifests: {message}\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_usage_names_the_command_and_its_options(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        manifests.main(["--bogus"])
+    assert exited.value.code == 2
+    usage = capsys.readouterr().err
+    assert usage.startswith("usage: manifests [-h] ") and "[--sources DIR]" in usage
+    assert usage.endswith("manifests: error: unrecognized arguments: --bogus\n")
+
+
+@pytest.mark.parametrize(
+    ("tmpfs", "expected"),
+    [
+        ("/tmp:size=64k", ("/tmp", "64Ki")),
+        ("/tmp:mode=1777,size=8m", ("/tmp", "8Mi")),
+        ("/scratch:size=2g", ("/scratch", "2Gi")),
+    ],
+)
+def test_the_tmpfs_size_becomes_a_kubernetes_quantity(
+    tmpfs: str, expected: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(manifests, "HARDENED_RUN_FLAGS", ("--read-only", "--tmpfs", tmpfs))
+    assert manifests._tmpfs() == expected
+
+
+def test_a_tmpfs_without_a_size_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(manifests, "HARDENED_RUN_FLAGS", ("--tmpfs", "/tmp:size=64"))
+    with pytest.raises(ValueError, match=r"--tmpfs '/tmp:size=64' has no size=<n>\[kmg\]"):
+        manifests._tmpfs()

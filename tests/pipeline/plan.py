@@ -156,7 +156,11 @@ def _host_glob(chain: list[Call]) -> list[str]:
     if names(chain) != ["host", "directory", "glob"]:
         raise AssertionError(f"no stand-in glob for {names(chain)}")
     root = Path(str(chain[1].args["path"]))
-    return sorted(p.relative_to(root).as_posix() for p in root.glob(chain[-1].args["pattern"]))
+    pattern = str(chain[-1].args["pattern"])
+    # As the engine's glob (doublestar) answers: a trailing `**` matches files at any depth
+    # too (pathlib's, in Python 3.11, only folders), and folders end with "/".
+    matches = {*root.glob(pattern), *(root.glob(f"{pattern}/*") if pattern.endswith("**") else ())}
+    return sorted(p.relative_to(root).as_posix() + "/" * p.is_dir() for p in matches)
 
 
 def _host_file(chain: list[Call]) -> str:

@@ -87,6 +87,20 @@ def test_test_runs_the_readme_test_command_with_an_engine_then_smokes_the_image(
     assert "test suite:" in out and "smoke test" in out
 
 
+def test_the_test_suite_trusts_the_ca_bundle_for_pip_and_the_image_builds(
+    engine: FakeEngine,
+) -> None:
+    module = make_module(ca_bundle=dag.set_secret("cli-ca", "-----BEGIN CERTIFICATE-----x"))
+    asyncio.run(module.test())
+    suite = _runs(engine)[0]
+    mount = only(suite, "withMountedSecret").args
+    assert mount["path"] == "/run/secrets/ca_bundle"
+    assert calls(mount["source"])[0].args["name"] == "ca_bundle"
+    env = {c.args["name"]: c.args["value"] for c in find(suite, "withEnvVariable")}
+    # pip reads PIP_CERT; the image builds (scripts/build.sh) read CA_BUNDLE.
+    assert env["PIP_CERT"] == env["CA_BUNDLE"] == "/run/secrets/ca_bundle"
+
+
 def test_lint_runs_each_linter_in_the_check_container(module: Any, engine: FakeEngine) -> None:
     asyncio.run(module.lint())
     dockerfiles = list(ALL_DOCKERFILES)  # == the files on disk (test_pipeline_module.py)

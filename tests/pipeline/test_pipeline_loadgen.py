@@ -7,13 +7,17 @@ Correctness only (every request answered, failures reported); no timing is asser
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 
-from onnx_serving import commands
+from onnx_serving import commands, loadgen
 from tests.service.live_server import LiveServer, running_server
 
 from .plan import REPO
@@ -72,3 +76,80 @@ def test_loadgen_rejects_a_zero_count() -> None:
     done = _run([sys.executable, "-m", "onnx_serving.loadgen", "--url", "x:1", "--requests", "0"])
     assert done.returncode == 2
     assert "must be >= 1, got 0" in done.stderr
+
+
+class _RecordingServer(BaseHTTPRequestHandler):
+    """Answers a one-input model's metadata and every inference; keeps what was POSTed."""
+
+    METADATA: ClassVar = {
+        "name": "m",
+        "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 2]}],
+    }
+    posted: ClassVar[list[tuple[str, str | None, dict[str, object]]]] = []
+
+    def do_GET(self) -> None:
+        self._answer(self.METADATA)
+
+    def do_POST(self) -> None:
+        if self.path == "/v2/repository/index":
+            self._answer([{"name": "m"}])
+            return
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.posted.append((self.path, self.headers["Content-Type"], body))
+        self._answer({"outputs": []})
+
+    def _answer(self, document: object) -> None:
+        data = json.dumps(document).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def recording_server() -> Iterator[str]:
+    """A _RecordingServer on 127.0.0.1: its host:port."""
+    _RecordingServer.posted.clear()  # pytest may run twice in one process (mutmut does)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _RecordingServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def _posted_shapes() -> set[tuple[str, str | None, str, tuple[int, ...]]]:
+    return {
+        (path, content_type, tensor["name"], tuple(tensor["shape"]))
+        for path, content_type, body in _RecordingServer.posted
+        for tensor in body["inputs"]  # type: ignore[attr-defined]
+    }
+
+
+def test_loadgen_posts_json_requests_of_the_batch_size(recording_server: str) -> None:
+    tally = loadgen.run(recording_server, "m", requests=3, concurrency=2, batch=5)
+    assert len(tally.latencies) == 3 and tally.errors == []
+    assert len(_RecordingServer.posted) == 3
+    assert _posted_shapes() == {("/v2/models/m/infer", "application/json", "x", (5, 2))}
+
+
+def test_loadgen_defaults_to_2000_single_row_requests_on_8_connections(
+    recording_server: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert loadgen.main(["--url", recording_server]) == 0  # the first served model
+    assert len(_RecordingServer.posted) == 2000
+    assert _posted_shapes() == {("/v2/models/m/infer", "application/json", "x", (1, 2))}
+    assert capsys.readouterr().out.startswith("requests ok=2000 failed=0 concurrency=8\n")
+
+
+def test_report_gives_rates_and_percentiles_in_milliseconds() -> None:
+    latencies = [ms / 1000 for ms in range(100, 0, -1)]  # 100 ms down to 1 ms, unsorted
+    tally = loadgen.Tally(latencies=latencies, errors=["HTTP 503: b''"])
+    text = loadgen.report(tally, seconds=2.0, batch=4, concurrency=3)
+    assert text.splitlines() == [
+        "requests ok=100 failed=1 concurrency=3",
+        "throughput 50.0 req/s, 200.0 rows/s (batch 4)",
+        "latency p50 51.00 ms, p99 99.00 ms",
+        "error: HTTP 503: b''",
+    ]

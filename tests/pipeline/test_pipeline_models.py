@@ -100,9 +100,12 @@ def test_test_scan_publish_and_benchmark_build_with_the_models(module: Any, tmp_
 @pytest.mark.parametrize(
     ("files", "message"),
     [
-        ([], "has no <name>/<version>/model.onnx and no single .onnx file"),
+        ([], "has no <name>/<version>/model.onnx and no single .onnx file (found: nothing)"),
         (["a.onnx", "b.onnx"], "several .onnx files (a.onnx, b.onnx)"),
-        (["mlp/model.onnx"], "has no <name>/<version>/model.onnx"),
+        (
+            ["mlp/model.onnx"],
+            "has no <name>/<version>/model.onnx and no single .onnx file (found: mlp/model.onnx)",
+        ),
         (["my model.onnx"], "'my model.onnx'"),
     ],
 )

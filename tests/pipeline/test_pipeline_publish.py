@@ -219,21 +219,23 @@ def test_prerelease_moves_no_floating_tag(module: Any, engine: FakeEngine) -> No
 
 
 def test_a_backport_does_not_move_latest(module: Any, engine: FakeEngine, tmp_path: Path) -> None:
+    # Both kinds of tag ref count: v1.5.0 is a loose ref, v2.0.0 a packed (and peeled) one.
     git = tmp_path / ".git"
     (git / "refs/tags").mkdir(parents=True)
-    (git / "refs/tags/v2.0.0").write_text("0" * 40 + "\n")  # a loose tag
+    (git / "refs/tags/v1.5.0").write_text("0" * 40 + "\n")
     (git / "packed-refs").write_text(
         "# pack-refs with: peeled fully-peeled sorted\n"
-        f"{'1' * 40} refs/tags/v1.4.1\n^{'2' * 40}\n{'3' * 40} refs/tags/v1.5.0\n"
+        f"{'1' * 40} refs/tags/v1.4.1\n^{'2' * 40}\n{'3' * 40} refs/tags/v2.0.0\n"
     )
-    out = _publish(
-        module,
-        tag="v1.4.2",
-        repository="acme/onnx",
-        variants=["cpu"],
-        git=dag.host().directory(str(git)),
-    )
-    assert [line.split("@")[0].rpartition(":")[2] for line in out.splitlines()] == ["1.4.2", "1.4"]
+    for tag, moved in (("v1.4.2", ["1.4.2", "1.4"]), ("v1.5.1", ["1.5.1", "1.5", "1"])):
+        out = _publish(
+            module,
+            tag=tag,
+            repository="acme/onnx",
+            variants=["cpu"],
+            git=dag.host().directory(str(git)),
+        )
+        assert [line.split("@")[0].rpartition(":")[2] for line in out.splitlines()] == moved
 
 
 def test_edge_publishes_edge_and_the_commit(engine: FakeEngine) -> None:
@@ -317,10 +319,13 @@ def test_signing_is_keyless_cosign_by_digest_with_the_sboms_attached(engine: Fak
         }
         execs = [c.args["args"] for c in find(query, "withExec")][1:]  # after the lock install
         assert execs[0] == ["sh", "-c", commands.COSIGN_LOGIN_SCRIPT]
-        assert execs[1] == commands.cosign_sign_command(variant_ref)
+        # The file put on PATH above signs the index and every platform manifest under it.
+        assert execs[1] == ["cosign", "sign", "--yes", "--recursive", variant_ref]
         attests = execs[2:]
         assert attests and all(
-            a[:-2] == commands.cosign_attest_command(variant_ref, "x")[:-2] for a in attests
+            a[:-2] == ["cosign", "attest", "--yes", "--type", "cyclonedx", "--predicate"]
+            and a[-1] == variant_ref
+            for a in attests
         )
         # No key material and no token value anywhere in the plan: keyless, secrets by reference.
         text = render([c.args for c in query])

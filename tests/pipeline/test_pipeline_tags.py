@@ -115,8 +115,9 @@ def test_edge_publishes_edge_and_the_short_commit() -> None:
     assert edge_tags(sha) == ["edge", "sha-0123456"]
     assert edge_tags(sha, "-gpu") == ["edge-gpu", "sha-0123456-gpu"]
     for bad in ("", "0123456", sha.upper(), sha + "0", "main"):
-        with pytest.raises(ValueError, match=re.escape(repr(bad))):
+        with pytest.raises(ValueError, match=re.escape(repr(bad))) as error:
             edge_tags(bad)
+        assert str(error.value).endswith("full 40-hex commit SHA (--revision)")  # what to pass
 
 
 def test_release_tags_are_read_from_packed_and_loose_refs() -> None:

@@ -42,5 +42,34 @@ def test_no_variant_names_every_published_one() -> None:
 
 @pytest.mark.parametrize("username", ["", "  "])
 def test_blank_username_is_refused_even_with_a_password(username: str) -> None:
-    with pytest.raises(ValueError, match="invalid username"):
+    with pytest.raises(ValueError) as refused:
         validation.credentials(username, has_password=True)
+    assert str(refused.value) == (
+        "invalid username '': give a registry user name or omit --username"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "token", "password", "message"),
+    [
+        (True, False, True, "give --oidc-request-url and --oidc-request-token together"),
+        (False, True, True, "give --oidc-request-url and --oidc-request-token together"),
+        (
+            True,
+            True,
+            False,
+            "signing pushes signatures to the registry: give --username and --password too",
+        ),
+    ],
+)
+def test_signing_says_which_arguments_it_still_needs(
+    url: bool, token: bool, password: bool, message: str
+) -> None:
+    with pytest.raises(ValueError) as refused:
+        validation.signing(url, token, has_password=password)
+    assert str(refused.value).startswith(message)
+
+
+def test_signing_is_on_with_both_oidc_secrets_and_off_without() -> None:
+    assert validation.signing(True, True, has_password=True) is True
+    assert validation.signing(False, False, has_password=False) is False

@@ -8,9 +8,13 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+
+from onnx_serving import variants
+from onnx_serving.variants import AMD64, ARM64, Variant
 
 from .plan import REPO
 
@@ -130,3 +134,27 @@ def test_the_dockerfile_check_sees_a_missing_target(tmp_path: Path, with_target:
         "tests/pipeline/test_pipeline_module.py::test_every_variant_names_a_stage_of_its_dockerfile",
     )
     assert (done.returncode == 0) is with_target, done.stdout[-3000:]
+
+
+def test_a_lock_is_built_for_every_platform_of_the_images_installing_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = variants.VARIANTS[Variant.cpu]
+    table = {
+        Variant.cpu: replace(spec, lock="shared.lock", platforms=(AMD64,)),
+        Variant.dev: replace(spec, lock="own.lock", platforms=(ARM64,)),
+        Variant.gpu: replace(spec, lock="shared.lock", platforms=(ARM64, AMD64)),
+    }
+    monkeypatch.setattr(variants, "VARIANTS", table)
+    assert variants.lock_platforms() == {"shared.lock": (AMD64, ARM64), "own.lock": (ARM64,)}
+    # What scripts/lock.sh reads: one lock per line, then its platforms.
+    assert variants.main(["locks"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["shared.lock linux/amd64 linux/arm64", "own.lock linux/arm64"]
+
+
+def test_an_unknown_argument_is_named_with_the_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    assert variants.main(["platforms"]) == 2
+    assert capsys.readouterr().err == (
+        "usage: python3 -m onnx_serving.variants [locks], not ['platforms']\n"
+    )

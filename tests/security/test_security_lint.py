@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -89,6 +90,24 @@ def test_zizmor_fails_on_a_bad_workflow(tool: Callable[[str], str], tmp_path: Pa
     assert done.returncode != 0
     for audit in ("dangerous-triggers", "template-injection", "unpinned-uses"):
         assert audit in done.stdout
+
+
+def test_the_lint_plan_calls_the_linters_by_their_installed_names(
+    tool: Callable[[str], str],
+) -> None:
+    # `dagger call lint` runs the defaults in the check container, where the same pinned
+    # packages put these console scripts on PATH.
+    for name in (commands.hadolint_command([])[0], commands.zizmor_command()[0]):
+        assert Path(tool(name)).name == name
+
+
+def test_ruff_command_passes_clean_code_and_fails_on_a_finding(tmp_path: Path) -> None:
+    (tmp_path / "clean.py").write_text("VALUE = 1\n")
+    clean = run_in(tmp_path, commands.ruff_command(sys.executable))
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    (tmp_path / "unused.py").write_text("import os\n")
+    found = run_in(tmp_path, commands.ruff_command(sys.executable))
+    assert found.returncode == 1 and "unused.py" in found.stdout and "F401" in found.stdout
 
 
 def test_dependabot_keeps_every_kind_of_pin_fresh() -> None:

@@ -9,9 +9,12 @@ flags. What this cannot prove offline: that the commit is the one upstream tagge
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import re
 import subprocess
+import tarfile
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +25,7 @@ import pytest
 from onnx_serving import commands, trivy
 from onnx_serving.gate import evaluate, load_ignore_file
 
-from .conftest import REPO
+from .conftest import FAKE_AWS_SECRET, PLANTED_PACKAGES, REPO
 
 GO_BUILDINFO_MAGIC = b"\xff Go buildinf:"
 
@@ -131,3 +134,57 @@ def test_repo_scan_checked_every_dockerfile(repo_report: dict[str, Any]) -> None
     # tracked or to be committed, hence in the scanned copy
     assert dockerfiles and dockerfiles <= set(checked)
     assert all(checked[d]["Successes"] > 0 for d in dockerfiles)
+
+
+def _image_tarball(folder: Path, files: dict[str, str], env: list[str]) -> Path:
+    """A one-layer image in `docker save`'s format, written without Docker."""
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w") as tar:
+        for relative, text in files.items():
+            data = text.encode()
+            member = tarfile.TarInfo(relative)
+            member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+    diff_id = "sha256:" + hashlib.sha256(layer.getvalue()).hexdigest()
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Env": env},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        "history": [{"created_by": "COPY . /"}],
+    }
+    manifest = [{"Config": "config.json", "RepoTags": ["planted:1"], "Layers": ["layer.tar"]}]
+    tarball = folder / "image.tar"
+    with tarfile.open(tarball, "w") as tar:
+        for name, data in (
+            ("layer.tar", layer.getvalue()),
+            ("config.json", json.dumps(config).encode()),
+            ("manifest.json", json.dumps(manifest).encode()),
+        ):
+            member = tarfile.TarInfo(name)
+            member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+    return tarball
+
+
+def test_image_commands_read_an_image_tarball(
+    tmp_path: Path,
+    trivy_bin: str,
+    trivy_cache: str,
+    run_trivy: Callable[[list[str], Path], dict[str, Any]],
+) -> None:
+    # The commands publish, `dagger call sbom` and `scan` run on the engine's image tarballs.
+    [metadata] = [text for path, text in PLANTED_PACKAGES.items() if path.endswith("METADATA")]
+    package = "usr/lib/python3/site-packages/gplthing-1.0.dist-info/METADATA"
+    env = [f"AWS_SECRET_ACCESS_KEY={FAKE_AWS_SECRET}"]
+    tarball = str(_image_tarball(tmp_path, {package: metadata}, env))
+    sbom = tmp_path / "sbom.cdx.json"
+    cmd = trivy.sbom_command(tarball, str(sbom), trivy=trivy_bin, cache_dir=trivy_cache)
+    document = run_trivy(cmd, sbom)
+    assert document["bomFormat"] == "CycloneDX"
+    assert ("gplthing", "1.0") in {(c["name"], c.get("version")) for c in document["components"]}
+    report = tmp_path / "report.json"
+    cmd = trivy.image_scan_command(tarball, str(report), trivy=trivy_bin, cache_dir=trivy_cache)
+    scanned = run_trivy(cmd, report)
+    secrets = [s for r in scanned.get("Results", []) for s in r.get("Secrets", [])]
+    assert "aws-secret-access-key" in {s["RuleID"] for s in secrets}, json.dumps(scanned)[:2000]

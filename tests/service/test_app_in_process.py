@@ -13,6 +13,7 @@ import numpy as np
 import orjson
 
 from service.app import ServerState, create_app
+from service.batching import DirectRunner
 from service.metrics import ServerMetrics
 from service.registry import ModelRegistry, ServedModel
 from service.repository import ModelSource
@@ -64,3 +65,37 @@ def test_an_unexpected_error_is_a_500_and_counted_as_one() -> None:
     assert sample(metrics, "inference_requests_total", 'model="mlp",status="500"') == 1
     assert sample(metrics, "inference_requests_total", 'model="mlp",status="200"') == 0
     assert sample(metrics, "inference_requests_in_flight") == 0
+
+
+def test_the_router_serves_infer_paths_as_the_fast_path_does() -> None:
+    # ServerApp takes infer requests before routing; the route table has them too (for 405s,
+    # and for whatever reaches the router, e.g. an app mounted under a prefix).
+    model = load_model(ModelSource("mlp", "1", DEFAULT_MODEL), [CPU], 1)
+    executor = InferenceExecutor(1)
+    metrics = ServerMetrics()
+    served = ServedModel(model, DirectRunner(model, executor, metrics), 0, 0.0)
+    app = create_app(ServerState(Settings(), ModelRegistry([served]), executor, metrics))
+
+    async def both() -> list[list[httpx.Response]]:
+        # One lifespan for both: its end shuts the inference threads down.
+        answers = []
+        async with app.router.lifespan_context(app):
+            for asgi_app in (app, app.router):
+                transport = httpx.ASGITransport(app=asgi_app)
+                async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+                    answers.append(
+                        [
+                            await client.post(path, content=BODY)
+                            for path in (
+                                "/v2/models/mlp/infer",
+                                "/v2/models/mlp/versions/1/infer",
+                                "/v2/models/mlp/versions/7/infer",  # no such version
+                            )
+                        ]
+                    )
+        return answers
+
+    fast, routed = asyncio.run(both())
+    assert [r.status_code for r in routed] == [r.status_code for r in fast] == [200, 200, 404]
+    assert [r.json() for r in routed] == [r.json() for r in fast]
+    assert routed[1].json()["model_version"] == "1"

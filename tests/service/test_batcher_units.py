@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.batching import Arrays, DynamicBatcher, rows_of
+from service.batching import Arrays, DynamicBatcher, _merge_key, rows_of
 from service.errors import BadRequest, Unavailable
 from service.metrics import ServerMetrics
 from service.repository import ModelSource
@@ -191,3 +191,17 @@ def test_a_request_whose_client_left_is_not_run(identity: LoadedModel) -> None:
     answer, runs = asyncio.run(one_leaves())
     assert runs == [2]
     check_answer(answer, feeds(2, seed=3), OUTPUTS[:1])
+
+
+def test_requests_merge_only_when_all_but_the_row_dimension_agree() -> None:
+    def key(name: str, shape: tuple[int, ...], dtype: type = np.float32) -> object:
+        return _merge_key({name: np.zeros(shape, dtype)})
+
+    assert key("x", (2, 3, 4)) == key("x", (5, 3, 4))
+    for other in (
+        key("x", (2, 4, 4)),
+        key("x", (2, 3, 5)),
+        key("x", (2, 3, 4), np.float64),
+        key("y", (2, 3, 4)),
+    ):
+        assert key("x", (2, 3, 4)) != other

@@ -20,6 +20,7 @@ import orjson
 import pytest
 import tritonclient.http as triton
 
+from service.encoding import decode_body, response_coding
 from tests.service.live_server import LiveServer, running_server
 from tests.service.model_factory import COLUMNS, ONNX_TYPES
 
@@ -385,6 +386,34 @@ def test_raw_deflate_body_is_accepted(server: LiveServer) -> None:
         f"{server.base}{MLP}", content=body, headers={"Content-Encoding": "deflate"}
     )
     assert response.status_code == 200, response.text
+
+
+def test_raw_deflate_that_passes_the_zlib_header_checksum_stays_raw() -> None:
+    # A 23-byte stored block starts 01 17: 0x0117 is a multiple of 31, like a zlib header's
+    # check bits, but its low nibble is not 8 (deflate): it must still be read as raw.
+    payload = b"x" * 23
+    compressor = zlib.compressobj(0, zlib.DEFLATED, -15)
+    body = compressor.compress(payload) + compressor.flush()
+    assert int.from_bytes(body[:2]) % 31 == 0 and body[0] & 0x0F != 8
+    assert decode_body(body, "deflate", limit=1024) == payload
+
+
+@pytest.mark.parametrize(
+    ("accept_encoding", "coding"),
+    [
+        ("gzip", "gzip"),
+        ("GZIP ; Q=1", "gzip"),
+        ("deflate;q=0.5, gzip;q=0", "deflate"),
+        ("gzip;q=0", None),
+        ("gzip;q=0=1", None),  # a malformed quality refuses the coding
+        ("br, identity", None),
+        ("", None),
+    ],
+)
+def test_the_response_coding_is_one_the_client_accepts(
+    accept_encoding: str, coding: str | None
+) -> None:
+    assert response_coding(accept_encoding) == coding
 
 
 def test_unknown_content_encoding_gets_415(server: LiveServer) -> None:

@@ -31,12 +31,16 @@ from service.inference_log import (
     COLUMNS,
     SCHEMA_VERSION,
     LogConfigError,
+    LogEntry,
     check_url,
+    describe_target,
     migrate,
     redact,
     write_rows,
 )
+from service.protocol import RequestedOutput
 from service.settings import SettingsError, load_settings
+from service.tensors import TensorSpec
 from tests.service.live_server import LiveServer, running_server, spawn, wait_ready
 from tests.service.postgres import PostgresCluster, free_port, postgres_problem
 
@@ -317,7 +321,8 @@ def test_a_role_that_may_only_insert_logs_into_existing_tables(
 ) -> None:
     """The first start creates the tables (here: as the owner); after that a role with
     INSERT and SELECT on them, and no CREATE anywhere, is enough. A role that may do neither
-    gets one line naming the table, and serving goes on."""
+    gets one line naming the table, and serving goes on; one that may not insert has its rows
+    dropped as write errors."""
     database = cluster.create_database()
     owner = cluster.url(database)
 
@@ -347,6 +352,19 @@ def test_a_role_that_may_only_insert_logs_into_existing_tables(
         assert infer_many(server, 2, "n") == [200] * 2
     [line] = error_lines(server, "inference log")
     assert "cannot create or migrate inference_log" in line, line
+    # A role that may read but not insert: each batch is refused, retried, then dropped.
+    cluster.execute(
+        owner,
+        "CREATE ROLE reader LOGIN PASSWORD 'r-pw';"
+        "GRANT SELECT ON inference_log, inference_log_schema TO reader;",
+    )
+    with running_server(
+        {"PREDICTION_LOG_URL": f"postgresql://reader:r-pw@{base}"}, tmp_path / "reader.log"
+    ) as server:
+        assert infer_many(server, 2, "r") == [200] * 2
+        wait_until(server, "the refused rows dropped", lambda: dropped(server, "write_error") == 2)
+    assert error_lines(server, "rows dropped (write_error)"), server.log()
+    assert "writer failed" not in server.log()
     assert len(cluster.query(owner, "SELECT 1 FROM inference_log")) == 3
 
 
@@ -359,6 +377,7 @@ def test_readme_query_gives_latency_and_error_rate_per_version(
         bad = httpx.post(f"{server.base}{INFER}", content=b"[]", timeout=60)
         assert bad.status_code == 400
         wait_until(server, "9 rows written", lambda: written(server) == 9)
+    assert "inference log: stopped; 9 rows written\n" in server.log()  # over several batches
     readme = (REPO / "README.md").read_text()
     match = re.search(r"```sql\n(.*?)```", readme, re.DOTALL)
     assert match, "README.md has no ```sql block"
@@ -544,7 +563,8 @@ def test_unreadable_password_file_is_one_line(tmp_path: Path) -> None:
     with running_server(env, tmp_path / "server.log") as server:
         assert infer_many(server, 2, "f") == [200, 200]
         assert dropped(server, "misconfigured") == 2
-    assert len(error_lines(server, "PREDICTION_LOG_PASSWORD_FILE")) == 1, server.log()
+    reason = f"PREDICTION_LOG_PASSWORD_FILE={str(tmp_path / 'missing')!r} cannot be read: "
+    assert len(error_lines(server, reason + "No such file or directory")) == 1, server.log()
 
 
 # ---- pieces, without a server -------------------------------------------------------------
@@ -613,9 +633,52 @@ def test_redact_hides_passwords_even_in_malformed_urls(url: str, shown: str) -> 
     assert redact(url) == shown
 
 
+NOT_A_URL = "is not a postgresql://user@host[:port]/database URL"
+
+
 @pytest.mark.parametrize(
-    "url", ["", "127.0.0.1:5432", "http://h/d", "postgresql://h:99999/d", "postgresql://h /d"]
+    ("url", "reason"),
+    [
+        ("", NOT_A_URL),
+        ("127.0.0.1:5432", NOT_A_URL),
+        ("http://u:pw@h/d", NOT_A_URL),
+        ("postgresql://u:pw@h:99999/d", "is malformed: Port out of range 0-65535"),
+        ("postgresql://u:pw@h /d", "contains whitespace"),
+    ],
 )
-def test_check_url_rejects_what_cannot_be_a_postgresql_url(url: str) -> None:
-    with pytest.raises(LogConfigError):
+def test_check_url_rejects_what_cannot_be_a_postgresql_url(url: str, reason: str) -> None:
+    with pytest.raises(LogConfigError) as error:
         check_url(url)
+    assert str(error.value) == f"PREDICTION_LOG_URL={redact(url)!r} {reason}"
+    assert "pw" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "target"),
+    [
+        ("postgresql://writer:pw@db.internal:6543/log", "writer@db.internal:6543/log"),
+        ("postgresql://caf%C3%A9@h/d", "café@h:5432/d"),
+        ("postgresql:///log", "(default user)@(default host):5432/log"),
+        ("postgres://h", "(default user)@h:5432/"),
+    ],
+)
+def test_describe_target_names_user_host_port_and_database(url: str, target: str) -> None:
+    assert describe_target(url) == target
+
+
+def test_a_kept_payload_counts_the_bytes_of_its_inputs_and_outputs() -> None:
+    # What the queue's payload budget (PAYLOAD_BUDGET_BYTES) charges a row.
+    inputs = {"x": np.zeros((2, 4), np.float32)}
+    results: dict[str, np.ndarray] = {"y": np.zeros((2, 3), np.float64), "z": np.zeros(2, np.int8)}
+    specs = {"x": TensorSpec("x", "FP32", (-1, 4))}
+    out_specs = {"y": TensorSpec("y", "FP64", (-1, 3)), "z": TensorSpec("z", "INT8", (-1,))}
+    requested = [RequestedOutput("y", binary=False)]
+    kept = LogEntry("m", 0.0, payloads=True)
+    asyncio.run(kept.add_inputs("id-1", inputs, specs))
+    kept.add_outputs(results, requested, out_specs, body_bytes=100)
+    assert (kept.payload_bytes, kept.output_bytes, kept.rows) == (32 + 48, 100, 2)
+    assert [name for name, _, _ in kept.outputs or []] == ["y"]
+    plain = LogEntry("m", 0.0, payloads=False)
+    asyncio.run(plain.add_inputs("id-2", inputs, specs))
+    plain.add_outputs(results, requested, out_specs, body_bytes=100)
+    assert (plain.payload_bytes, plain.inputs, plain.outputs) == (0, None, None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import warnings
 from pathlib import Path, PurePosixPath
 
@@ -10,11 +11,13 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from service.binary import encode_tensor
 from service.cpus import cgroup_cpu_quota, own_cgroups, usable_cpu_count
+from service.errors import BadRequest
 from service.inference_log import config_from
 from service.model_config import model_metadata
 from service.repository import ModelSource, ModelSourceError, discover_models
-from service.runtime import CPU, load_model
+from service.runtime import CPU, first_line, load_model
 from service.settings import Settings, SettingsError, declared, load_settings, settings_table
 from tests.service.model_factory import DEFAULT_MODEL, REPO
 
@@ -55,24 +58,32 @@ def test_gpu_only_provider_list_keeps_cpu_fallback() -> None:
 
 
 @pytest.mark.parametrize(
-    ("variable", "value"),
+    ("variable", "value", "reason"),
     [
-        ("PORT", "70000"),
-        ("INTRA_OP_THREADS", "0"),
-        ("MAX_INFLIGHT", "many"),
-        ("MAX_BODY_BYTES", "10"),
-        ("MAX_BATCH_DELAY_MS", "-1"),
-        ("BODY_TIMEOUT_S", "0"),
-        ("BODY_TIMEOUT_S", "inf"),
-        ("EXECUTION_PROVIDERS", ","),
-        ("LOG_LEVEL", "verbose"),
-        ("MODEL_NAME", "a/b"),
+        ("PORT", "70000", "must be an integer from 0 to 65535"),
+        ("INTRA_OP_THREADS", "0", "must be an integer from 1 to 1024"),
+        ("MAX_INFLIGHT", "many", "must be an integer from 1 to 1000000"),
+        ("MAX_BODY_BYTES", "10", "must be an integer from 1024 to 1099511627776"),
+        ("MAX_BATCH_DELAY_MS", "-1", "must be a number from 0.0 to 60000.0"),
+        ("MAX_BATCH_DELAY_MS", "soon", "must be a number from 0.0 to 60000.0"),
+        ("BODY_TIMEOUT_S", "0", "must be a number from 0.001 to 3600.0"),
+        ("BODY_TIMEOUT_S", "inf", "must be a number from 0.001 to 3600.0"),
+        ("EXECUTION_PROVIDERS", ",", "empty provider list"),
+        (
+            "EXECUTION_PROVIDERS",
+            "tpu",
+            "unknown provider 'tpu' (known: cpu, cuda, tensorrt, rocm, openvino, dnnl)",
+        ),
+        ("LOG_LEVEL", "verbose", "must be one of debug, info, warning, error, critical"),
+        ("MODEL_NAME", "a/b", "use only letters, digits, '_', '.' and '-'"),
+        ("MODEL_SHA256", "abc", "must be 64 hexadecimal characters"),
+        ("PREDICTION_LOG_PAYLOADS", "2", "must be 1 or 0 (also true/false, yes/no, on/off)"),
     ],
 )
-def test_bad_values_name_variable_and_value(variable: str, value: str) -> None:
+def test_bad_values_name_variable_and_value(variable: str, value: str, reason: str) -> None:
     with pytest.raises(SettingsError) as error:
         load_settings({variable: value})
-    assert f"{variable}={value!r}" in str(error.value)
+    assert str(error.value) == f"invalid {variable}={value!r}: {reason}"
 
 
 def test_model_path_and_repository_are_exclusive() -> None:
@@ -257,3 +268,32 @@ def test_password_file_loses_only_its_line_ending(tmp_path: Path, ending: str) -
         }
     )
     assert config_from(settings).password == "s3cret XX"
+
+
+def test_an_error_shows_its_first_line_or_else_its_type() -> None:
+    assert first_line(RuntimeError("  [ONNXRuntimeError] bad shape\nstack  ")) == (
+        "[ONNXRuntimeError] bad shape"
+    )
+    assert first_line(MemoryError()) == "MemoryError"
+
+
+def test_binary_outputs_are_little_endian_whatever_the_array_order() -> None:
+    # The binary extension's layout is little-endian; a big-endian array is converted.
+    big = np.array([1, 256], dtype=">i4")
+    assert encode_tensor(big, "INT32") == b"\x01\x00\x00\x00\x00\x01\x00\x00"
+    assert encode_tensor(np.array([True, False]), "BOOL") == b"\x01\x00"
+
+
+def test_a_run_the_session_refuses_is_a_bad_request_logged_as_info(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A client's mistake that only ONNX Runtime sees (here: FP64 data for an FP32 input) is
+    # a 400 and an INFO line; an ERROR line would page someone for nothing.
+    model = load_model(ModelSource("mlp", "1", DEFAULT_MODEL), [CPU], 1)
+    with (
+        caplog.at_level(logging.INFO, logger="service.runtime"),
+        pytest.raises(BadRequest, match=r"^inference failed: "),
+    ):
+        model.run({"input": np.zeros((1, 256), np.float64)}, ["label"])
+    [record] = [r for r in caplog.records if r.getMessage().startswith("inference: ")]
+    assert record.levelno == logging.INFO

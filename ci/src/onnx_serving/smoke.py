@@ -5,10 +5,11 @@
 Works for any model with tensor inputs: the models come from `--model` or the server's
 repository index, and each request is built from the model's own metadata (examples.py).
 Checks: server live and ready, every model ready; then (unless --ready-only) one inference
-with binary tensors and one with JSON tensors asking for every output: each output present
-with its declared datatype and shape, and both encodings giving the same answer. Prints one
-`smoke: OK` line per model and exits 0; on any failure prints `smoke: FAIL: <reason>` to stderr
-and exits 1. The Dagger checks, `publish`, scripts/ and tests/images run exactly this.
+with binary tensors and one with JSON tensors asking for every output: the request id echoed,
+each output present in the encoding asked for, with its declared datatype and shape, and both
+encodings giving the same answer. Prints one `smoke: OK` line per model and exits 0; on any
+failure prints `smoke: FAIL: <reason>` to stderr and exits 1. The Dagger checks, `publish`,
+scripts/ and tests/images run exactly this.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from tritonclient.utils import InferenceServerException
 from onnx_serving.examples import ExampleInput, MetadataError, example_inputs, output_shape_fits
 
 BATCH = 2
+REQUEST_ID = "smoke"  # the server must echo it
 NUMPY_TYPES: dict[str, Any] = {
     "BOOL": np.bool_,
     "UINT8": np.uint8,
@@ -97,14 +99,18 @@ def infer(
         tensors.append(tensor)
     outputs = metadata.get("outputs") or []
     wanted = [httpclient.InferRequestedOutput(o["name"], binary_data=binary) for o in outputs]
-    result = client.infer(model, tensors, outputs=wanted, request_id="smoke")
+    result = client.infer(model, tensors, outputs=wanted, request_id=REQUEST_ID)
     mode = "binary" if binary else "JSON"
+    answered_id = result.get_response().get("id")
+    check(answered_id == REQUEST_ID, f"{mode}: response id {answered_id!r} != {REQUEST_ID!r}")
     arrays: dict[str, np.ndarray] = {}
     for spec in outputs:
         array = result.as_numpy(spec["name"])
         check(array is not None, f"{mode}: output {spec['name']!r} missing")
         assert array is not None
         answered = result.get_output(spec["name"]) or {}
+        came_binary = "binary_data_size" in (answered.get("parameters") or {})
+        check(came_binary == binary, f"{mode}: output {spec['name']!r} came in the wrong encoding")
         check(
             answered.get("datatype") == spec["datatype"],
             f"{mode}: output {spec['name']!r} is {answered.get('datatype')}, "

@@ -20,7 +20,8 @@ SDK_DISTRIBUTION = "dagger-io"
 
 
 def sdk_pyproject(engine_version: str) -> str:
-    """The stand-in SDK pyproject.toml; the installed dagger-io must be the engine's release."""
+    """The stand-in SDK pyproject.toml, [project] only (all `uv lock` reads); the installed
+    dagger-io must be the engine's release."""
     meta = importlib.metadata.metadata(SDK_DISTRIBUTION)
     if meta["Version"] != engine_version:
         raise ValueError(
@@ -37,10 +38,6 @@ def sdk_pyproject(engine_version: str) -> str:
             "dependencies = [",
             *(f"    {json.dumps(r)}," for r in requires),
             "]",
-            "",
-            "[build-system]",
-            'requires = ["uv_build>=0.8.4,<0.12.0"]',
-            'build-backend = "uv_build"',
             "",
         ]
     )

@@ -7,7 +7,7 @@ Adding a variant: a member of `Variant`, a row in `VARIANTS`, the Dockerfile tar
 and its lock if it needs a new one (tests/pipeline/test_pipeline_variants.py shows what
 picks a new row up). Pure Python, no dagger import: scripts run it with a plain `python3`.
 
-    python3 -m onnx_serving.variants [FIELD]    # the table, or one field per variant
+    python3 -m onnx_serving.variants [locks]    # the table, or each lock with its platforms
 """
 
 from __future__ import annotations
