@@ -11,8 +11,9 @@ from collections.abc import Sequence
 import httpx
 import numpy as np
 import orjson
+import pytest
 
-from service.app import ServerState, create_app
+from service.app import ServerState, create_app, infer_target
 from service.batching import DirectRunner
 from service.metrics import ServerMetrics
 from service.registry import ModelRegistry, ServedModel
@@ -97,5 +98,23 @@ def test_the_router_serves_infer_paths_as_the_fast_path_does() -> None:
 
     fast, routed = asyncio.run(both())
     assert [r.status_code for r in routed] == [r.status_code for r in fast] == [200, 200, 404]
+    assert {r.headers["content-type"] for r in fast + routed} == {"application/json"}
     assert [r.json() for r in routed] == [r.json() for r in fast]
     assert routed[1].json()["model_version"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("path", "target"),
+    [
+        ("/v2/models/mlp/infer", ("mlp", None)),
+        ("/v2/models/mlp/versions/2/infer", ("mlp", "2")),
+        ("/v2/models/mlp/ready", None),  # ends like no infer path: routed, 405 for a POST
+        ("/v2/models/mlp/versions/2/ready", None),
+        ("/v2/infer", None),
+        ("/v2/models//infer", None),
+        ("/v2/models/mlp/versions//infer", None),
+        ("/v2/models/mlp/other/2/infer", None),
+    ],
+)
+def test_only_infer_paths_take_the_fast_path(path: str, target: tuple[str, str | None]) -> None:
+    assert infer_target(path) == target

@@ -7,12 +7,14 @@ connection), waited for with generous socket timeouts."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import select
 import socket
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -21,6 +23,7 @@ import pytest
 import tritonclient.http as triton
 
 from service.encoding import decode_body, response_coding
+from service.limits import read_body
 from tests.service.live_server import LiveServer, running_server
 from tests.service.model_factory import COLUMNS, ONNX_TYPES
 
@@ -414,6 +417,22 @@ def test_the_response_coding_is_one_the_client_accepts(
     accept_encoding: str, coding: str | None
 ) -> None:
     assert response_coding(accept_encoding) == coding
+
+
+def test_a_body_message_without_more_body_is_the_last() -> None:
+    # ASGI: `more_body` defaults to False; a server may leave it out of the last message.
+    messages: Iterator[dict[str, Any]] = iter(
+        [
+            {"type": "http.request", "body": b"ab", "more_body": True},
+            {"type": "http.request", "body": b"cd"},
+        ]
+    )
+
+    async def receive() -> dict[str, Any]:
+        return next(messages)
+
+    body = asyncio.run(read_body(receive, None, limit=1024, timeout_s=5))
+    assert body == b"abcd"
 
 
 def test_unknown_content_encoding_gets_415(server: LiveServer) -> None:

@@ -8,8 +8,10 @@ import warnings
 from pathlib import Path, PurePosixPath
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
+from onnx import TensorProto, helper
 
 from service.binary import encode_tensor
 from service.cpus import cgroup_cpu_quota, own_cgroups, usable_cpu_count
@@ -17,7 +19,7 @@ from service.errors import BadRequest
 from service.inference_log import config_from
 from service.model_config import model_metadata
 from service.repository import ModelSource, ModelSourceError, discover_models
-from service.runtime import CPU, first_line, load_model
+from service.runtime import CPU, ModelLoadError, first_line, load_model
 from service.settings import Settings, SettingsError, declared, load_settings, settings_table
 from tests.service.model_factory import DEFAULT_MODEL, REPO
 
@@ -297,3 +299,34 @@ def test_a_run_the_session_refuses_is_a_bad_request_logged_as_info(
         model.run({"input": np.zeros((1, 256), np.float64)}, ["label"])
     [record] = [r for r in caplog.records if r.getMessage().startswith("inference: ")]
     assert record.levelno == logging.INFO
+
+
+@pytest.mark.parametrize(
+    ("node", "output_type", "reason"),
+    [
+        (
+            helper.make_node("SequenceConstruct", ["x"], ["y"]),
+            helper.make_tensor_sequence_value_info("y", TensorProto.FLOAT, None),
+            "output 'y' is seq(tensor(float)), not a tensor this server serves; export it as a "
+            "tensor (skl2onnx: options={'zipmap': False} for classifiers)",
+        ),
+        (
+            helper.make_node("Cast", ["x"], ["y"], to=TensorProto.BFLOAT16),
+            helper.make_tensor_value_info("y", TensorProto.BFLOAT16, ["b", 2]),
+            "output 'y' is tensor(bfloat16), not a tensor this server serves; cast it to a "
+            "supported element type in the model",
+        ),
+    ],
+)
+def test_a_model_with_an_output_the_protocol_cannot_carry_is_refused(
+    node: onnx.NodeProto, output_type: onnx.ValueInfoProto, reason: str, tmp_path: Path
+) -> None:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 2])
+    graph = helper.make_graph([node], "odd", [x], [output_type])
+    path = tmp_path / "model.onnx"
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9  # what this onnxruntime reads
+    onnx.save(model, path)
+    with pytest.raises(ModelLoadError) as error:
+        load_model(ModelSource("odd", "1", path), [CPU], 1)
+    assert str(error.value) == f"model file {path}: {reason}"
