@@ -136,15 +136,18 @@ def test_repo_scan_checked_every_dockerfile(repo_report: dict[str, Any]) -> None
     assert all(checked[d]["Successes"] > 0 for d in dockerfiles)
 
 
+def _add_file(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    member = tarfile.TarInfo(name)
+    member.size = len(data)
+    tar.addfile(member, io.BytesIO(data))
+
+
 def _image_tarball(folder: Path, files: dict[str, str], env: list[str]) -> Path:
     """A one-layer image in `docker save`'s format, written without Docker."""
     layer = io.BytesIO()
     with tarfile.open(fileobj=layer, mode="w") as tar:
         for relative, text in files.items():
-            data = text.encode()
-            member = tarfile.TarInfo(relative)
-            member.size = len(data)
-            tar.addfile(member, io.BytesIO(data))
+            _add_file(tar, relative, text.encode())
     diff_id = "sha256:" + hashlib.sha256(layer.getvalue()).hexdigest()
     config = {
         "architecture": "amd64",
@@ -156,14 +159,9 @@ def _image_tarball(folder: Path, files: dict[str, str], env: list[str]) -> Path:
     manifest = [{"Config": "config.json", "RepoTags": ["planted:1"], "Layers": ["layer.tar"]}]
     tarball = folder / "image.tar"
     with tarfile.open(tarball, "w") as tar:
-        for name, data in (
-            ("layer.tar", layer.getvalue()),
-            ("config.json", json.dumps(config).encode()),
-            ("manifest.json", json.dumps(manifest).encode()),
-        ):
-            member = tarfile.TarInfo(name)
-            member.size = len(data)
-            tar.addfile(member, io.BytesIO(data))
+        _add_file(tar, "layer.tar", layer.getvalue())
+        _add_file(tar, "config.json", json.dumps(config).encode())
+        _add_file(tar, "manifest.json", json.dumps(manifest).encode())
     return tarball
 
 
