@@ -116,5 +116,7 @@ def test_the_router_serves_infer_paths_as_the_fast_path_does() -> None:
         ("/v2/models/mlp/other/2/infer", None),
     ],
 )
-def test_only_infer_paths_take_the_fast_path(path: str, target: tuple[str, str | None]) -> None:
+def test_only_infer_paths_take_the_fast_path(
+    path: str, target: tuple[str, str | None] | None
+) -> None:
     assert infer_target(path) == target
