@@ -246,8 +246,12 @@ def test_benchmark_loads_the_served_image(module: Any, engine: FakeEngine) -> No
     _assert_checker(query)
     server = calls(only(query, "withServiceBinding").args["service"])
     assert dockerfile_target(only(server, "dockerBuild")) == ("dockerfiles/Dockerfile", "cpu")
+    # The check container's interpreter runs the load generator with the arguments given.
     assert _check_execs(query) == [
-        commands.loadgen_command("server:8000", "mlp", requests=300, concurrency=4, batch=32)
+        [
+            *("python", "-m", "onnx_serving.loadgen", "--url", "server:8000", "--model", "mlp"),
+            *("--requests", "300", "--concurrency", "4", "--batch", "32"),
+        ]
     ]
 
 

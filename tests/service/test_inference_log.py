@@ -377,6 +377,11 @@ def test_readme_query_gives_latency_and_error_rate_per_version(
         bad = httpx.post(f"{server.base}{INFER}", content=b"[]", timeout=60)
         assert bad.status_code == 400
         wait_until(server, "9 rows written", lambda: written(server) == 9)
+        # Named for whoever looks at pg_stat_activity.
+        named = (
+            "SELECT 1 FROM pg_stat_activity WHERE application_name = 'onnx-serving inference log'"
+        )
+        assert cluster.query(url, named)
     assert "inference log: stopped; 9 rows written\n" in server.log()  # over several batches
     readme = (REPO / "README.md").read_text()
     match = re.search(r"```sql\n(.*?)```", readme, re.DOTALL)
