@@ -9,6 +9,7 @@ health, metrics, the OpenAPI document, and 404/405). Every error is ``{"error": 
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import time
@@ -32,7 +33,11 @@ from service.limits import AdmissionGate, read_body
 from service.metrics import ServerMetrics
 from service.model_config import model_config, model_metadata
 from service.openapi import INFER_PATHS, install_openapi
-from service.protocol import encode_inference_response, parse_inference_request
+from service.protocol import (
+    InferenceRequest,
+    encode_inference_response,
+    parse_inference_request,
+)
 from service.registry import ModelRegistry, ServedModel
 from service.runtime import InferenceExecutor
 from service.settings import Settings
@@ -48,6 +53,10 @@ Send = Callable[[Message], Awaitable[None]]
 MODELS_PREFIX = "/v2/models/"
 INFER_SUFFIX = "/infer"
 JSON_TYPE = b"application/json"
+DECODED_BUDGET_FACTOR = 2
+INLINE_PARSE_BYTES = 256 * 1024  # larger bodies are parsed on a thread
+CLIENT_GONE = 499  # nginx's "client closed request": no reply was sent
+CLIENT_GONE_ERROR = "client closed the connection before the reply was sent"
 
 
 @dataclass
@@ -241,6 +250,13 @@ class _RoutedInfer:
         await self._endpoint(scope, receive, send, model, version)
 
 
+def reply_delivered(send: Send) -> bool:
+    """False when the connection was gone before the reply was written. uvicorn's `send` is
+    its request cycle's bound method, whose `disconnected` says so (then it drops the reply
+    without a word); any other server's is taken at its word."""
+    return not getattr(getattr(send, "__self__", None), "disconnected", False)
+
+
 def _error_body(message: str) -> bytes:
     return orjson.dumps({"error": message})
 
@@ -256,6 +272,8 @@ class InferEndpoint:
         self._gate = AdmissionGate(state.settings.max_inflight)
         self._max_body = state.settings.max_body_bytes
         self._body_timeout = state.settings.body_timeout_s
+        # What one request's tensors may decode to (docs/LIMITS.md).
+        self._budget = DECODED_BUDGET_FACTOR * state.settings.max_body_bytes
 
     async def __call__(
         self, scope: Scope, receive: Receive, send: Send, model: str, version: str | None
@@ -283,15 +301,30 @@ class InferEndpoint:
             log.exception("unexpected server error")
             error = f"internal server error: {type(exc).__name__}"
             body = _error_body(error)
+        elapsed = time.perf_counter() - started
+        headers.append((b"content-length", b"%d" % len(body)))
+        try:
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
         finally:
-            elapsed = time.perf_counter() - started
+            # Counted as what happened: a success that went nowhere is not a 200 (a failure
+            # keeps its own status, e.g. the 400 of a client that hung up mid-body).
+            if status < 400 and not reply_delivered(send):
+                status, error = CLIENT_GONE, CLIENT_GONE_ERROR
             self._metrics.observe_request(served.name if served else None, status, elapsed)
             if entry is not None and self._log is not None:
                 shown_version = served.version if served else version
                 self._log.submit(entry.finish(shown_version, status, error, elapsed))
-        headers.append((b"content-length", b"%d" % len(body)))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+
+    def _parse(
+        self, body: bytes, coding: str | None, lengths: dict[str, str], served: ServedModel
+    ) -> InferenceRequest:
+        if coding is not None:
+            body = decode_body(body, coding, self._max_body)
+        model = served.model
+        return parse_inference_request(
+            body, lengths, model.inputs, model.outputs, budget=self._budget
+        )
 
     async def _infer(
         self, scope: Scope, receive: Receive, served: ServedModel, entry: LogEntry | None
@@ -311,10 +344,12 @@ class InferEndpoint:
         body = await read_body(receive, declared, self._max_body, self._body_timeout)
         if entry is not None:
             entry.input_bytes = len(body)
-        if coding is not None:
-            body = decode_body(body, coding, self._max_body)
         lengths = {} if header_length is None else {HEADER_LENGTH_HEADER: header_length}
-        parsed = parse_inference_request(body, lengths, model.inputs, model.outputs)
+        if len(body) <= INLINE_PARSE_BYTES and coding is None:
+            parsed = self._parse(body, coding, lengths, served)
+        else:  # inflating and decoding take long: never on the event loop
+            parsed = await asyncio.to_thread(self._parse, body, coding, lengths, served)
+        del body  # the arrays may view it; otherwise it can go before the run
         if entry is not None:
             await entry.add_inputs(parsed.id, parsed.inputs, model.inputs)
         names = [output.name for output in parsed.outputs]

@@ -4,12 +4,15 @@ uvicorn leaves three holes that an open port must not have, closed here per conn
 
 - **Header size** (``MAX_HEADER_BYTES``): llhttp buffers a header line of any length, so a
   64 MB header would be read whole. The bytes of a request's line and headers are counted as
-  they arrive; past the limit the client gets 431 and the connection is closed.
+  they arrive; past the limit the client gets 431 and the connection is closed. The trailer
+  fields after a chunked body's last chunk are counted the same way, against the same limit.
 - **Header read time** (``HEADER_TIMEOUT_S``): a connection that sends nothing, or half a
   request line (slowloris), would otherwise stay open forever. The clock runs from the
-  connection's start for its first request, and from the first byte of each later one.
+  connection's start for its first request, and from the first byte of each later one, until
+  its headers are in; never while the server works on a request.
 - **Idle keep-alive time** (``KEEP_ALIVE_TIMEOUT_S``): uvicorn's own keep-alive timer, armed
-  after each response.
+  after each response, stopped by the next request's first byte.
+- The body's clock (``BODY_TIMEOUT_S``) is the application's: service/limits.py.
 
 Every answer the connection layer gives itself (malformed request, oversized or late headers)
 is ``{"error": ...}`` JSON like the application's, never uvicorn's plain text.
@@ -64,6 +67,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._head_begun = False  # a byte of the current request has arrived
         self._heads = 0  # heads completed on this connection
         self._head_timer: asyncio.TimerHandle | None = None
+        self._chunk_waiting = False  # a chunk header came, none of its data yet
+        self._trailer_bytes = 0
         self._refusal: tuple[int, str] | None = None
         self._discard: int | None = None  # lingering: bytes still to drop before closing
         self._linger_timer: asyncio.TimerHandle | None = None
@@ -88,6 +93,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return
         self._unset_keepalive_if_required()
         counted, heads = self._reading_head, self._heads
+        # After a chunk header, bytes that bring no chunk data are the last chunk's trailers.
+        trailing = self._chunk_waiting and not self._reading_head
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -100,22 +107,50 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             status, message = self._refusal or (400, f"invalid HTTP request: {exc}")
             self._refuse(status, message)
             return
+        if trailing and self._chunk_waiting and not self._reading_head:
+            self._trailer_bytes += len(data)
+            if self._trailer_bytes > self.max_head_bytes:
+                self._refuse(431, self._trailers_too_large())
+                return
         # Only chunks wholly inside one head are counted: a chunk that also held the end of a
         # head or of a body goes uncounted (at most one chunk, so still bounded).
-        if self._reading_head:
-            if counted and heads == self._heads:
-                self._head_bytes += len(data)
-                if self._head_bytes > self.max_head_bytes:
-                    self._refuse(431, self._too_large(self._head_bytes))
-                    return
+        if self._reading_head and counted and heads == self._heads:
+            self._head_bytes += len(data)
+            if self._head_bytes > self.max_head_bytes:
+                self._refuse(431, self._too_large(self._head_bytes))
+                return
             if self._head_timer is None:
-                self._arm_head_timer()  # a later request: from its first bytes
+                # Bytes between requests that begin none (stray CRLFs) stopped the
+                # keep-alive clock: the header clock takes over, or they could hold it open.
+                self._arm_head_timer()
 
     # ---- parser callbacks ---------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._head_begun = True
+        if self._head_timer is None:
+            # A later request: its clock starts at its first byte, never earlier (the
+            # previous request's work and the idle time between them have clocks of their own).
+            self._arm_head_timer()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._reading_head:
+            super().on_header(name, value)
+            return
+        # A trailer field: counted against MAX_HEADER_BYTES, and dropped (the request's
+        # headers went to the application already; nothing here reads trailers).
+        self._trailer_bytes += len(name) + len(value) + 4
+        if self._trailer_bytes > self.max_head_bytes:
+            self._refusal = (431, self._trailers_too_large())
+            raise _Refused
+
+    def on_chunk_header(self) -> None:
+        self._chunk_waiting = True
+
+    def on_body(self, body: bytes) -> None:
+        self._chunk_waiting = False
+        super().on_body(body)
 
     def on_headers_complete(self) -> None:
         self._reading_head = False
@@ -130,6 +165,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._reading_head, self._head_bytes, self._head_begun = True, 0, False
+        self._chunk_waiting, self._trailer_bytes = False, 0
 
     def on_response_complete(self) -> None:
         if not self._reading_head and not self.pipeline and not self.transport.is_closing():
@@ -146,6 +182,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _too_large(self, size: int) -> str:
         return (
             f"request line and headers of {size}+ bytes exceed "
+            f"MAX_HEADER_BYTES={self.max_head_bytes}"
+        )
+
+    def _trailers_too_large(self) -> str:
+        return (
+            f"trailers of {self._trailer_bytes}+ bytes exceed "
             f"MAX_HEADER_BYTES={self.max_head_bytes}"
         )
 

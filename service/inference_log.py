@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import asyncpg
 import numpy as np
@@ -129,6 +129,19 @@ def redact(url: str) -> str:
     return re.sub(r"(?i)(password=)[^&]*", r"\1***", url)
 
 
+def split_password(url: str) -> tuple[str, str | None]:
+    """(the URL without its password, the password percent-decoded, or None).
+
+    The userinfo ends at the last '@', so a password with an unencoded '#', '/', '?', '@' or
+    '%' is still the password: no URL parser, log line or error message ever sees it."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, hostpart = rest.rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    if not (sep and at and colon):
+        return url, None
+    return f"{scheme}://{quote(unquote(user), safe='')}@{hostpart}", unquote(password)
+
+
 def describe_target(url: str) -> str:
     """user@host:port/database of a valid URL, for log lines."""
     parts = urlsplit(url)
@@ -164,10 +177,9 @@ class LogConfig:
 
 def config_from(settings: Settings) -> LogConfig:
     """The log's configuration; LogConfigError when the URL or password file is unusable."""
-    url = settings.prediction_log_url
-    assert url is not None
+    assert settings.prediction_log_url is not None
+    url, password = split_password(settings.prediction_log_url)
     check_url(url)
-    password = None
     if settings.prediction_log_password_file is not None:
         path = settings.prediction_log_password_file
         try:
@@ -248,10 +260,11 @@ class LogEntry:
     ) -> None:
         """Record a parsed request: its id, rows and input digest (and tensors if kept)."""
         try:
-            self.request_id = request_id
+            # Cut before queuing: a queued row holds at most TEXT_LIMIT characters of each.
+            self.request_id = _cut(request_id)
             first = next(iter(inputs.values()))
             self.rows = int(first.shape[0]) if first.ndim else None
-            size = sum(array.nbytes for array in inputs.values())
+            size = sum(tensor_bytes(array) for array in inputs.values())
             if size <= INLINE_HASH_BYTES:
                 self.input_sha256 = input_digest(inputs, specs)
             else:  # hashlib releases the GIL on large buffers: the event loop keeps running
@@ -276,7 +289,7 @@ class LogEntry:
                 self.outputs = [
                     (out.name, specs[out.name].datatype, results[out.name]) for out in requested
                 ]
-                self.payload_bytes += sum(array.nbytes for _, _, array in self.outputs)
+                self.payload_bytes += sum(tensor_bytes(array) for _, _, array in self.outputs)
             except Exception:  # as in add_inputs
                 self.outputs = None
                 _hook_failed()
@@ -286,7 +299,7 @@ class LogEntry:
     ) -> LogEntry:
         self.version = version
         self.status = status
-        self.error = error
+        self.error = _cut(error)
         self.latency_s = seconds
         return self
 
@@ -333,6 +346,20 @@ def encode_payloads(entries: Sequence[LogEntry]) -> list[str | None]:
         }
         encoded.append(orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY).decode())
     return encoded
+
+
+def _cut(text: str | None) -> str | None:
+    """Client-chosen text as a queued row keeps it: at most TEXT_LIMIT characters."""
+    if text is None or len(text) <= TEXT_LIMIT:
+        return text
+    return text[: TEXT_LIMIT - 3] + "..."
+
+
+def tensor_bytes(array: np.ndarray) -> int:
+    """What a kept tensor holds: its buffer, plus each BYTES element's text."""
+    if array.dtype.kind != "O":
+        return int(array.nbytes)
+    return int(array.nbytes) + sum(len(element) for element in array.reshape(-1))
 
 
 def _clean(text: str) -> str:
@@ -435,7 +462,7 @@ class InferenceLog:
 
     def entry(self, model: str, started: float) -> LogEntry:
         """A request's row, begun when it arrives (`started`: time.time())."""
-        return LogEntry(model, started, self._payloads)
+        return LogEntry(_cut(model) or "", started, self._payloads)
 
     def submit(self, entry: LogEntry) -> None:
         """Queue a finished request's row, or count it as dropped."""

@@ -32,7 +32,8 @@ ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 REQUEST_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 128)
 UNKNOWN_MODEL = "_unknown"  # keeps label cardinality bounded when clients ask for junk names
 # Every status an inference request can end with (errors.py lists the errors).
-STATUSES = tuple(sorted({200, 500, *(error.status for error in ERRORS)}))
+# 499: the client closed the connection before its reply was sent (service/app.py).
+STATUSES = tuple(sorted({200, 499, 500, *(error.status for error in ERRORS)}))
 DROP_REASONS = ("queue_full", "write_error", "shutdown", "misconfigured")
 CELL_BYTES = 8
 

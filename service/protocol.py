@@ -16,10 +16,15 @@ import numpy as np
 import orjson
 
 from service.binary import HEADER_LENGTH_HEADER, decode_tensor, encode_tensor, join_body, split_body
-from service.errors import BadRequest, show
+from service.errors import BadRequest, PayloadTooLarge, show
+from service.json_tensors import check_values, cut_numeric_arrays, decode_numbers
 from service.tensors import ACCEPTED_JSON_KINDS, NUMPY_DTYPES, TensorSpec, element_count
 
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+# Sizes whose product numpy (int64 byte counts) can still take, zeros left out.
+MAX_DIMENSIONS_PRODUCT = 1 << 48
+# A decoded BYTES element: its slot and a str object's header (its text is in the body).
+BYTES_ELEMENT_BYTES = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,11 +54,20 @@ def parse_inference_request(
     headers: Mapping[str, str],
     inputs: Mapping[str, TensorSpec],
     outputs: Mapping[str, TensorSpec],
+    budget: int | None = None,
 ) -> InferenceRequest:
-    """Parse and validate a request body against a model's inputs and outputs."""
+    """Parse and validate a request body against a model's inputs and outputs. `budget`:
+    the bytes its tensors may decode to (413 beyond, checked before anything is allocated);
+    with it, large numeric JSON arrays are converted without a Python object per number."""
     header, tail = split_body(body, headers.get(HEADER_LENGTH_HEADER))
+    spans: dict[str, memoryview] = {}
+    text: bytes | memoryview = header
+    if budget is not None:
+        text = body if len(header) == len(body) else bytes(header)
+        text, spans = cut_numeric_arrays(text)
+        check_values(text, budget)
     try:
-        document = orjson.loads(header)
+        document = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from None
     if not isinstance(document, dict):
@@ -63,7 +77,7 @@ def parse_inference_request(
         raise BadRequest(f"'id' must be a string, got {show(request_id)}")
     parameters = _parameters(document, "request")
     binary_default = _flag(parameters, "binary_data_output", "request")
-    arrays = _parse_inputs(document.get("inputs"), tail, inputs)
+    arrays = _parse_inputs(document.get("inputs"), tail, inputs, spans, budget)
     return InferenceRequest(
         id=request_id,
         inputs=arrays,
@@ -88,23 +102,41 @@ def _flag(parameters: dict[str, Any], key: str, where: str) -> bool:
 
 
 def _parse_inputs(
-    entries: object, tail: memoryview, specs: Mapping[str, TensorSpec]
+    entries: object,
+    tail: memoryview,
+    specs: Mapping[str, TensorSpec],
+    spans: Mapping[str, memoryview],
+    budget: int | None,
 ) -> dict[str, np.ndarray]:
     if not isinstance(entries, list) or not entries:
         raise BadRequest("'inputs' must be a non-empty list")
     arrays: dict[str, np.ndarray] = {}
     offset = 0
+    decoded = 0
     for entry in entries:
         if not isinstance(entry, dict):
             raise BadRequest("each entry of 'inputs' must be an object")
         name, datatype, shape = _tensor_header(entry, specs)
         if name in arrays:
             raise BadRequest(f"input '{name}' is given twice")
+        if budget is not None:
+            decoded += decoded_bytes(datatype, shape)
+            if decoded > budget:
+                raise PayloadTooLarge(
+                    f"input '{name}': shape {shape} of {datatype} takes the request's "
+                    f"tensors to {decoded} bytes, over its memory budget of {budget} bytes "
+                    "(2 x MAX_BODY_BYTES)"
+                )
         size = _parameters(entry, f"input '{name}'").get("binary_data_size")
         if size is None:
             if "data" not in entry:
                 raise BadRequest(f"input '{name}' has neither 'data' nor binary_data_size")
-            arrays[name] = json_data_to_array(entry["data"], datatype, shape, name)
+            data = entry["data"]
+            if type(data) is str and data in spans:
+                count = element_count(shape)
+                arrays[name] = decode_numbers(spans[data], datatype, shape, count, name)
+            else:
+                arrays[name] = json_data_to_array(data, datatype, shape, name)
             continue
         if "data" in entry:
             raise BadRequest(f"input '{name}' has both 'data' and binary_data_size")
@@ -146,7 +178,19 @@ def _tensor_header(
     for dim, want in zip(shape, spec.shape, strict=True):
         if type(dim) is not int or dim < 0 or (want != -1 and want != dim):
             raise _shape_error(spec, shape)
+    if element_count([dim for dim in shape if dim]) > MAX_DIMENSIONS_PRODUCT:
+        # Even with no elements (a 0 among them), numpy cannot make such a shape.
+        raise BadRequest(
+            f"input '{spec.name}' has shape {show(shape)}, whose sizes multiply to more "
+            f"than {MAX_DIMENSIONS_PRODUCT}"
+        )
     return spec.name, spec.datatype, shape
+
+
+def decoded_bytes(datatype: str, shape: list[int]) -> int:
+    """What a tensor of this shape takes once decoded (a BYTES element: its object)."""
+    count = element_count(shape)
+    return count * (BYTES_ELEMENT_BYTES if datatype == "BYTES" else NUMPY_DTYPES[datatype].itemsize)
 
 
 def _shape_error(spec: TensorSpec, shape: object) -> BadRequest:

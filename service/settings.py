@@ -237,7 +237,9 @@ class Settings:
         "MAX_BODY_BYTES",
         64 * 1024 * 1024,
         _int_in(1024, 2**40),
-        "Larger request bodies get 413 before they are buffered.",
+        "Larger request bodies get 413 before they are buffered; so do compressed ones that "
+        "inflate past it, and requests whose tensors would decode to more than twice it "
+        "(docs/LIMITS.md).",
         "`67108864` (64 MiB)",
     )
     body_timeout_s: float = setting(
@@ -254,7 +256,7 @@ class Settings:
         64 * 1024,
         _int_in(1024, 16 * 1024 * 1024),
         "Request line plus headers larger than this get 431 and the connection is closed, "
-        "before more of them is buffered.",
+        "before more of them is buffered; so do a chunked body's trailers.",
         "`65536` (64 KiB)",
     )
     header_timeout_s: float = setting(
@@ -264,7 +266,7 @@ class Settings:
         "A request's line and headers must arrive within this many seconds (from the "
         "connection's start for its first request, else from the request's first byte); "
         "otherwise 408 and the connection is closed, so a slow or silent client cannot hold "
-        "one open.",
+        "one open. It never runs while the server works on a request.",
         "`10`",
     )
     keep_alive_timeout_s: float = setting(

@@ -1,14 +1,27 @@
-"""ci/uv.lock is what the engine's Python runtime would lock: `uv lock --check` (offline)
-passes against ci/pyproject.toml and a stand-in of the runtime's SDK folder made from the
-pinned dagger-io release (toolbox.py), and fails once the module's dependencies change."""
+"""ci/uv.lock is what the engine's Python runtime would lock: `uv lock --check` passes against
+ci/pyproject.toml and a stand-in of the runtime's SDK folder made from the pinned dagger-io
+release (toolbox.py), and fails once the module's dependencies change.
+
+Hermetic: every uv run gets an empty cache of its own and no user configuration. A current
+lock is checked offline (uv needs no package metadata to see that it is current). A stale one
+makes uv resolve again, which needs package metadata: it is served on 127.0.0.1 by an index
+made from the lock itself (each locked file, with PEP 658 metadata holding its locked
+dependencies), so no registry and no earlier run's cache is involved."""
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import shutil
 import subprocess
 import sys
+import threading
 import tomllib
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +30,7 @@ from onnx_serving.toolbox import engine_version, sdk_pyproject
 from .plan import REPO, SDK_VERSION
 
 UV = Path(sys.executable).with_name("uv")
+LOCKED_INDEX = "https://pypi.org/simple"  # the index ci/uv.lock was resolved from
 
 
 def module_copy(tmp_path: Path) -> Path:
@@ -28,10 +42,22 @@ def module_copy(tmp_path: Path) -> Path:
     return module
 
 
-def lock_check(module: Path) -> subprocess.CompletedProcess[str]:
+def uv_lock(
+    module: Path, *options: str, index: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    # Nothing from this machine's uv state: an empty cache, no uv.toml, no index settings.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "PIP_"))}
+    env |= {
+        "UV_CACHE_DIR": str(module.parent / "uv-cache"),
+        "UV_NO_CONFIG": "1",
+        "UV_PYTHON_DOWNLOADS": "never",
+    }
+    if index is not None:
+        env["UV_DEFAULT_INDEX"] = index
     return subprocess.run(
-        [str(UV), "lock", "--check", "--offline"],
+        [str(UV), "lock", *options],
         cwd=module,
+        env=env,
         capture_output=True,
         text=True,
         timeout=300,
@@ -39,17 +65,156 @@ def lock_check(module: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+# ---- a package index made from the lock ----------------------------------------------------
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _requirement(dep: dict[str, Any], extra: str | None = None) -> str:
+    """A Requires-Dist line for one locked dependency (the lock keeps names, extras and
+    markers; the single locked version a name has in the index stands in for its specifier)."""
+    line: str = dep["name"] + (f"[{','.join(dep['extra'])}]" if "extra" in dep else "")
+    markers = [f"({dep['marker']})"] if "marker" in dep else []
+    if extra is not None:
+        markers.append(f'extra == "{extra}"')
+    return line + (f" ; {' and '.join(markers)}" if markers else "")
+
+
+def _core_metadata(package: dict[str, Any]) -> str:
+    lines = ["Metadata-Version: 2.1", f"Name: {package['name']}", f"Version: {package['version']}"]
+    lines += [f"Requires-Dist: {_requirement(d)}" for d in package.get("dependencies", [])]
+    for extra, deps in package.get("optional-dependencies", {}).items():
+        lines.append(f"Provides-Extra: {extra}")
+        lines += [f"Requires-Dist: {_requirement(d, extra)}" for d in deps]
+    return "\n".join(lines) + "\n"
+
+
+class LockIndex:
+    """A PEP 691 (JSON) simple index on 127.0.0.1 listing exactly the registry packages of a
+    uv.lock, each file with PEP 658 core metadata, so that a resolver never downloads one."""
+
+    def __init__(self, lock: dict[str, Any]) -> None:
+        self.projects: dict[str, list[dict[str, Any]]] = {}
+        self.metadata: dict[str, bytes] = {}
+        for package in lock["package"]:
+            if package["source"] != {"registry": LOCKED_INDEX}:
+                continue  # the module itself and the SDK folder are local sources
+            metadata = _core_metadata(package).encode()
+            files = self.projects.setdefault(_normalize(package["name"]), [])
+            for locked in [*package.get("wheels", []), *filter(None, [package.get("sdist")])]:
+                filename = locked["url"].rsplit("/", 1)[1]
+                algorithm, digest = locked["hash"].split(":", 1)
+                files.append(
+                    {
+                        "filename": filename,
+                        "url": f"/files/{filename}",
+                        "hashes": {algorithm: digest},
+                        "core-metadata": filename.endswith(".whl"),
+                        "size": locked["size"],
+                        **{k: locked[k] for k in ("upload-time",) if k in locked},
+                    }
+                )
+                self.metadata[f"/files/{filename}.metadata"] = metadata
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/simple"
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        index = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                body, kind = None, "application/vnd.pypi.simple.v1+json"
+                if path.startswith("/simple/"):
+                    name = _normalize(path.removeprefix("/simple/").strip("/"))
+                    if name in index.projects:
+                        page = {"meta": {"api-version": "1.1"}, "name": name}
+                        body = json.dumps(page | {"files": index.projects[name]}).encode()
+                elif path in index.metadata:
+                    body, kind = index.metadata[path], "text/plain"
+                if body is None:
+                    self.send_error(404)  # a file download: the resolver must not need one
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        return Handler
+
+
+@pytest.fixture
+def lock_index() -> Iterator[LockIndex]:
+    index = LockIndex(tomllib.loads((REPO / "ci/uv.lock").read_text()))
+    thread = threading.Thread(target=index.server.serve_forever, daemon=True)
+    thread.start()
+    yield index
+    index.server.shutdown()
+    index.server.server_close()
+
+
+def served_from(module: Path, index: LockIndex) -> None:
+    """The copy's lock names the index that serves its packages, as ci/uv.lock names PyPI."""
+    lock = module / "uv.lock"
+    text = lock.read_text().replace(f'registry = "{LOCKED_INDEX}"', f'registry = "{index.url}"')
+    lock.write_text(text)
+
+
+def lock_check(
+    module: Path, *options: str, index: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return uv_lock(module, "--check", *options, index=index)
+
+
+def resolved(lock: dict[str, Any]) -> dict[str, Any]:
+    """What a lock resolved to, wherever its files are served from."""
+
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k not in ("url", "source")}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    return {p["name"]: strip(p) for p in lock["package"]}
+
+
+# ---- the tests -----------------------------------------------------------------------------
+
+
 def test_the_lock_is_current(tmp_path: Path) -> None:
-    done = lock_check(module_copy(tmp_path))
+    done = lock_check(module_copy(tmp_path), "--offline")
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_a_changed_dependency_makes_it_stale(tmp_path: Path) -> None:
+def test_the_index_made_from_the_lock_resolves_to_the_lock(
+    tmp_path: Path, lock_index: LockIndex
+) -> None:
+    # The controls for the next test: resolving the unchanged module afresh from the index
+    # gives the locked packages, and the index with the rewritten source alone is current.
     module = module_copy(tmp_path)
+    served_from(module, lock_index)
+    done = lock_check(module, index=lock_index.url)
+    assert done.returncode == 0, done.stdout + done.stderr
+    done = uv_lock(module, "--upgrade", index=lock_index.url)
+    assert done.returncode == 0, done.stdout + done.stderr
+    again = tomllib.loads((module / "uv.lock").read_text())
+    assert resolved(again) == resolved(tomllib.loads((REPO / "ci/uv.lock").read_text()))
+
+
+def test_a_changed_dependency_makes_it_stale(tmp_path: Path, lock_index: LockIndex) -> None:
+    module = module_copy(tmp_path)
+    served_from(module, lock_index)
     project = module / "pyproject.toml"
-    # rich is already in the lock (the SDK needs it): offline resolution works, the lock is stale.
+    # rich is already in the lock (the SDK needs it): it resolves, and the lock is stale.
     project.write_text(project.read_text().replace('"pyyaml>=6"', '"pyyaml>=6", "rich>=13"'))
-    done = lock_check(module)
+    done = lock_check(module, index=lock_index.url)
     assert done.returncode != 0
     assert "needs to be updated" in done.stderr, done.stderr
 

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import asyncpg
 import httpx
@@ -30,14 +31,17 @@ import pytest
 from service.inference_log import (
     COLUMNS,
     SCHEMA_VERSION,
+    InferenceLog,
     LogConfigError,
     LogEntry,
     check_url,
     describe_target,
     migrate,
     redact,
+    split_password,
     write_rows,
 )
+from service.metrics import ServerMetrics
 from service.protocol import RequestedOutput
 from service.settings import SettingsError, load_settings
 from service.tensors import TensorSpec
@@ -543,6 +547,27 @@ def test_malformed_url_is_one_line_and_serving_goes_on(url: str, line: str, tmp_
     assert "s3cret-value" not in server.log()
 
 
+# Unencoded URL delimiters in a password; every piece of it is marked, none may be logged.
+ODD_PASSWORDS = ["SECRETa#SECRETb/SECRETc?SECRETd", "SECRETe@SECRETf%zzSECRETg:SECRETh/"]
+
+
+@pytest.mark.parametrize("password", ODD_PASSWORDS)
+def test_no_form_of_a_password_reaches_a_log_line(password: str, tmp_path: Path) -> None:
+    url = f"postgresql://writer:{password}@127.0.0.1:{free_port()}/log"
+    with running_server({"PREDICTION_LOG_URL": url}, tmp_path / "server.log") as server:
+        assert infer_many(server, 2, "s") == [200, 200]
+        wait_until(server, "a connection error", lambda: error_lines(server, "cannot connect"))
+    assert "writer@127.0.0.1" in server.log()
+    assert "SECRET" not in server.log()
+
+
+@pytest.mark.parametrize("password", [*ODD_PASSWORDS, "p%40ss", "plain"])
+def test_split_password_takes_the_password_whole_out_of_the_url(password: str) -> None:
+    url, found = split_password(f"postgresql://us%65r:{password}@h:5/d?sslmode=disable")
+    assert (url, found) == ("postgresql://user@h:5/d?sslmode=disable", unquote(password))
+    assert split_password("postgresql://user@h/d") == ("postgresql://user@h/d", None)
+
+
 def test_wrong_password_is_one_line_and_serving_goes_on(
     cluster: PostgresCluster, tmp_path: Path
 ) -> None:
@@ -687,3 +712,18 @@ def test_a_kept_payload_counts_the_bytes_of_its_inputs_and_outputs() -> None:
     asyncio.run(plain.add_inputs("id-2", inputs, specs))
     plain.add_outputs(results, requested, out_specs, body_bytes=100)
     assert (plain.payload_bytes, plain.inputs, plain.outputs) == (0, None, None)
+
+
+def test_a_queued_row_holds_client_text_cut_and_bytes_payloads_counted_whole() -> None:
+    # Before queuing: an 8 MiB id, a 60 KB model name and its 404 text are cut to TEXT_LIMIT,
+    # and BYTES tensors are charged for their text, not only for their object pointers.
+    huge = "i" * (8 << 20)
+    entry = InferenceLog(None, ServerMetrics(["m"])).entry("n" * 60_000, 0.0)
+    spec = {"x": TensorSpec("x", "FP32", (-1,))}
+    asyncio.run(entry.add_inputs(huge, {"x": np.zeros(1, np.float32)}, spec))
+    entry.finish(None, 404, "unknown model " + "n" * 60_000, 0.1)
+    assert max(len(entry.model), len(entry.request_id or ""), len(entry.error or "")) <= 2000
+    words = np.array(["w" * 1000] * 8, dtype=object)
+    kept = LogEntry("m", 0.0, payloads=True)
+    asyncio.run(kept.add_inputs(None, {"s": words}, {"s": TensorSpec("s", "BYTES", (-1,))}))
+    assert kept.payload_bytes >= 8 * 1000

@@ -29,7 +29,15 @@ def smoke_command(
 TEST_SUITE_ENV = {"REQUIRE_DOCKER": "1"}
 TEST_SUITE_COMMAND: tuple[str, ...] = ("./scripts/test.sh",)
 # The Python code `lint` type-checks (the README's development command).
-TYPED_PATHS: tuple[str, ...] = ("service", "ci/src", "tests", "bench", "scripts", "examples")
+TYPED_PATHS: tuple[str, ...] = (
+    "service",
+    "ci/src",
+    "local_engine",
+    "tests",
+    "bench",
+    "scripts",
+    "examples",
+)
 # zizmor audits all of .github: the workflows and dependabot.yml.
 GITHUB_DIR = ".github"
 # The structural workflow test (pins, steps, permissions).

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The Dagger module's functions on this machine's Docker engine: `dagger call` without Dagger.
+#   ./scripts/pipeline.sh FUNCTION [ARGS...]            e.g. build --variant cpu
+#   ./scripts/pipeline.sh [MODULE ARGS...] FUNCTION ...  e.g. --offline-scan scan
+#   ./scripts/pipeline.sh sbom export --path sbom.cdx.json
+#   ./scripts/pipeline.sh serve up --ports 8000:8000
+# local_engine/ runs the module's own code through the SDK against a local stand-in for the
+# engine (docs/PIPELINE.md says what it models and what it refuses). The CA bundle of this
+# host is passed as --ca-bundle, as CI passes the runner's.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+case ${1:-} in
+    -h|--help|"") sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+esac
+./scripts/setup.sh test >&2
+ca=()
+[[ -r /etc/ssl/certs/ca-certificates.crt ]] && ca=(--ca-bundle file:///etc/ssl/certs/ca-certificates.crt)
+exec .venv/bin/python -m local_engine "${ca[@]}" "$@"
