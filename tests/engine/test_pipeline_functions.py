@@ -14,7 +14,6 @@ import yaml
 from packaging.utils import canonicalize_name
 
 from onnx_serving.variants import Variant
-
 from tests.images.docker_support import Docker
 
 REPO = Path(__file__).resolve().parents[2]
@@ -78,7 +77,9 @@ def test_sbom_lists_the_locked_packages(tmp_path: Path, base_image: str) -> None
     ok(pipeline("sbom", "--variant", "cpu", "export", "--path", str(target)))
     sbom = json.loads(target.read_text())
     assert sbom["bomFormat"] == "CycloneDX"
-    found = {canonicalize_name(c["name"]): c.get("version") for c in sbom["components"]}
+    found: dict[str, str] = {
+        canonicalize_name(c["name"]): c.get("version", "") for c in sbom["components"]
+    }
     locked: dict[str, set[str]] = {}  # a package may be locked per platform (markers)
     for line in (REPO / Variant.cpu.spec.lock).read_text().splitlines():
         if "==" in line and not line.startswith((" ", "#")):
