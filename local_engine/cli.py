@@ -236,7 +236,9 @@ async def present(
         from .evaluate import state
         from .rootfs import finalise
 
-        print(await finalise(session, await state(session, obj)))
+        image = await finalise(session, await state(session, obj))
+        session.results.add(image)
+        print(image)
     elif type_name == "Service":
         if verb != "up":
             raise UsageError(f"{function.name} returns a Service: add `up --ports HOST:CONTAINER`")

@@ -34,6 +34,7 @@ class Docker:
             raise EngineError("local engine: no docker client found (install docker.io)")
         self.binary = binary
         self.env = docker_env()
+        self.committed: list[str] = []  # images made by this session, removed at its end
         if config_dir is not None:  # registry logins of this session only
             self.env["DOCKER_CONFIG"] = config_dir
 
@@ -66,6 +67,13 @@ class Docker:
             return None
         found: list[dict[str, Any]] = json.loads(done.stdout)
         return found[0]
+
+    async def commit(self, name: str, *changes: str) -> str:
+        """A new image from a stopped container; `changes` are Dockerfile lines."""
+        flags = [arg for change in changes for arg in ("--change", change)]
+        image = (await self.run(["commit", *flags, name])).text
+        self.committed.append(image)
+        return image
 
     async def remove_container(self, name: str) -> None:
         await self.run(["rm", "--force", "--volumes", name], check=False)

@@ -164,6 +164,16 @@ def wrapped(argv: tuple[str, ...]) -> list[str]:
     return ["--entrypoint", busybox, "env", "-i", busybox, "sh", "-c", WRAPPER, "sh", *argv]
 
 
+async def _started_or_refuse(session: Session, name: str, privileged: bool) -> None:
+    """A step the machine could not start is the engine's failure, not the command's exit."""
+    error = (await session.docker.run(["inspect", "--format", "{{.State.Error}}", name])).text
+    if error:
+        hint = " (insecureRootCapabilities: this machine refuses privileged containers)"
+        raise EngineError(
+            f"local engine: the step could not start: {error}" + (hint if privileged else "")
+        )
+
+
 async def run_exec(
     session: Session, st: State, argv: tuple[str, ...], privileged: bool, no_init: bool
 ) -> tuple[str, tuple[Mount, ...], ExecResult]:
@@ -197,7 +207,8 @@ async def run_exec(
             )
             started = await session.docker.run(["start", "--attach", name], check=False)
             code = await session.docker.run(["inspect", "--format", "{{.State.ExitCode}}", name])
-            image = (await session.docker.run(["commit", name])).text
+            await _started_or_refuse(session, name, privileged)
+            image = await session.docker.commit(name)
     finally:
         workspace.release()
         await session.docker.remove_container(name)

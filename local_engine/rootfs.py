@@ -154,7 +154,7 @@ async def copy_in(session: Session, st: State, members: list[Member]) -> str:
         done = await session.docker.run(["start", "--attach", name], check=False)
         if done.returncode != 0:
             raise EngineError(f"local engine: writing files failed: {done.stderr.decode()[-500:]}")
-        return (await session.docker.run(["commit", name])).text
+        return await session.docker.commit(name)
     finally:
         workspace.release()
         await session.docker.remove_container(name)
@@ -242,8 +242,7 @@ async def finalise(session: Session, st: State) -> str:
     ]
     name = await _stopped(session, st.image)
     try:
-        flags = [arg for change in changes for arg in ("--change", change)]
-        return (await session.docker.run(["commit", *flags, name])).text
+        return await session.docker.commit(name, *changes)
     finally:
         await session.docker.remove_container(name)
 

@@ -29,6 +29,7 @@ class Session:
         self._evaluations: dict[str, asyncio.Task[Any]] = {}
         self.locks: dict[str, asyncio.Lock] = {}
         self.cleanups: list[Callable[[], Awaitable[None]]] = []
+        self.results: set[str] = set()  # images the CLI hands to the user
 
     @classmethod
     def create(cls, caches_dir: Path) -> Session:
@@ -51,6 +52,11 @@ class Session:
         return self.locks.setdefault(name, asyncio.Lock())
 
     async def close(self) -> None:
+        """Stop what still runs, and remove this session's images but its results: the
+        engine's cache is not modelled, so nothing would reuse them."""
         for cleanup in reversed(self.cleanups):
             await cleanup()
+        for image in reversed(self.docker.committed):
+            if image not in self.results:
+                await self.docker.run(["image", "rm", image], check=False)
         shutil.rmtree(self.state_dir, ignore_errors=True)

@@ -161,12 +161,18 @@ class OnnxServing:
             dagger.Directory | None,
             Doc("Model repository or one .onnx file to bake into the smoke-tested image."),
         ] = None,
+        pytest_args: Annotated[
+            list[str] | None,
+            Doc(
+                "pytest arguments for a selection, e.g. tests/service,-m,not docker (default: all)."
+            ),
+        ] = None,
     ) -> str:
-        """Run the whole test suite as CI does (REQUIRE_DOCKER=1 ./scripts/test.sh, with a
-        Docker engine of its own), then smoke-test the cpu image this module builds."""
+        """Run the test suite as CI does (REQUIRE_DOCKER=1 ./scripts/test.sh, with a Docker
+        engine of its own), then smoke-test the cpu image this module builds."""
         context = await self._context(models)
         secret = await self._build_secret()
-        suite = await (await self._suite(secret)).stdout()
+        suite = await (await self._suite(secret, pytest_args or [])).stdout()
         image = self._native_image(Variant.cpu, context, secret)
         smoke = await self._smoke(await self._checker(secret), image, ready_only=False)
         return f"test suite:\n{_tail(suite)}\nsmoke test (cpu image):\n{_tail(smoke)}"
@@ -496,7 +502,9 @@ class OnnxServing:
             .with_env_variable("PYTHONPATH", f"{WORKDIR}:{WORKDIR}/ci/src")
         )
 
-    async def _suite(self, secret: dagger.Secret | None) -> dagger.Container:
+    async def _suite(
+        self, secret: dagger.Secret | None, pytest_args: list[str]
+    ) -> dagger.Container:
         """The README's test command in a Debian container with its own Docker engine: as
         root, with the capabilities dockerd needs, its state in a cache volume. The container
         is the cpu image's own base (Debian with Python 3.11)."""
@@ -524,7 +532,8 @@ class OnnxServing:
                 .with_env_variable("CA_BUNDLE", CA_BUNDLE_PATH)
                 .with_env_variable("PIP_CERT", CA_BUNDLE_PATH)
             )
-        return suite.with_exec(list(commands.TEST_SUITE_COMMAND), insecure_root_capabilities=True)
+        command = [*commands.TEST_SUITE_COMMAND, *pytest_args]
+        return suite.with_exec(command, insecure_root_capabilities=True)
 
     async def _smoke(
         self, checker: dagger.Container, image: dagger.Container, ready_only: bool
