@@ -216,13 +216,16 @@ def _with_mount(before: State, mount: Mount) -> State:
 
 
 async def _unmount(session: Session, before: State, path: str) -> State:
-    # Only the last mount at that path goes (core/container.go WithoutMount), as the engine
-    # does: a second mount at the same path (a Dockerfile's secret) stays.
-    for index in range(len(before.mounts) - 1, -1, -1):
-        if before.mounts[index].path == path:
-            mounts = before.mounts[:index] + before.mounts[index + 1 :]
-            return replace(before, mounts=mounts)
-    return before
+    """The last mount at `path` goes, and the last secret mounted there too: the engine keeps
+    the two in separate lists and deletes one of each (core/container.go `WithoutMount`), so
+    a second secret mount at the same path (a Dockerfile's own) stays."""
+    mounts = list(before.mounts)
+    for secret in (False, True):
+        for index in range(len(mounts) - 1, -1, -1):
+            if mounts[index].path == path and (mounts[index].kind == "secret") == secret:
+                del mounts[index]
+                break
+    return replace(before, mounts=tuple(mounts))
 
 
 async def _service(session: Session, before: State, alias: str, service: Any) -> State:
@@ -267,16 +270,30 @@ async def publish(
             f"local engine: nothing to publish to {address}: every container is empty"
         )
     credentials = _credentials(session, receiver, address)
-    # One platform is a single manifest, even when given as a variant; two or more an index
-    # (engine/engineutil/imageexport/writer.go `Assemble`).
-    return await asyncio.to_thread(
-        registry.push,
-        address,
-        images,
-        index=len(images) > 1,
-        credentials=credentials,
-        docker=session.docker.binary,
-    )
+    # The same images under another tag of the same repository are the same manifests: the
+    # first push uploads them, later tags only point at its digest.
+    reference = registry.parse_reference(address)
+    key = f"{reference.normalized} {sorted(images)}"
+    # One at a time per repository: the first push uploads the images, later tags only point
+    # at its digest. (Debian's registry can answer 500 to a read racing a write of the same
+    # manifest's link file.)
+    async with session.lock(f"push:{reference.normalized}"):
+        if key in session.pushed:
+            return await asyncio.to_thread(
+                registry.retag, address, session.pushed[key], credentials=credentials
+            )
+        # One platform is a single manifest, even when given as a variant; two or more an
+        # index (engine/engineutil/imageexport/writer.go `Assemble`).
+        published = await asyncio.to_thread(
+            registry.push,
+            address,
+            images,
+            index=len(images) > 1,
+            credentials=credentials,
+            docker=session.docker.binary,
+        )
+        session.pushed[key] = published.rsplit("@", 1)[1]
+        return published
 
 
 def _credentials(session: Session, st: State, address: str) -> registry.Credentials | None:

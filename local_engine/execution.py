@@ -119,6 +119,14 @@ class Workspace:
             return mount
         raise EngineError(f"local engine: mount kind {mount.kind} is not modelled")
 
+    async def mount_all(self, mounts: tuple[Mount, ...]) -> tuple[Mount, ...]:
+        """Every mount, where the last one at a path shadows earlier ones (Docker refuses two
+        at one path; the engine stacks them); returns the mounts as later execs see them."""
+        last = {m.path: i for i, m in enumerate(mounts)}
+        return tuple(
+            [await self.mount(i, m) if last[m.path] == i else m for i, m in enumerate(mounts)]
+        )
+
     async def _cache(self, mount: Mount) -> Path:
         folder = self.session.caches_dir / mount.source.replace("/", "_")
         if mount.sharing == "LOCKED":
@@ -187,7 +195,7 @@ async def run_exec(
     workspace = Workspace(session)
     name = f"local-engine-{uuid.uuid4().hex[:12]}"
     try:
-        mounts = tuple([await workspace.mount(i, m) for i, m in enumerate(st.mounts)])
+        mounts = await workspace.mount_all(st.mounts)
         variables = dict(st.env)
         variables.update({k: session.secrets[s.value_digest].decode() for k, s in st.secret_env})
         workspace.write_env(variables)

@@ -345,6 +345,18 @@ def push(
     return f"{ref.normalized}:{ref.tag}@{_digest(root)}"
 
 
+def retag(address: str, digest: str, credentials: Credentials | None = None) -> str:
+    """Point `address`'s tag at a manifest or index already in its repository (by digest):
+    what pushing the same images again under another tag amounts to."""
+    ref = parse_reference(address)
+    session = _Session(ref, address, credentials)
+    _, reply, body = session.request(
+        "GET", f"{ref.base}/manifests/{digest}", headers={"Accept": ACCEPT}
+    )
+    _put_manifest(session, ref.tag, reply.get("Content-Type", OCI_INDEX), body)
+    return f"{ref.normalized}:{ref.tag}@{digest}"
+
+
 def _get_manifest(session: _Session, reference: str) -> tuple[str, dict[str, Any]]:
     url = f"{session.ref.base}/manifests/{reference}"
     _, reply, body = session.request("GET", url, headers={"Accept": ACCEPT})

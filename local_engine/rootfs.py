@@ -4,6 +4,7 @@ publishing and services)."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -219,8 +220,20 @@ async def container_directory(session: Session, container: Any, path: str, targe
 
 async def finalise(session: Session, st: State) -> str:
     """An image whose config is exactly the container's: what `asTarball`, `publish` and
-    services see. Variables the rootfs image's Docker config has but the container does not
-    (set by an exec, then unset) cannot be removed by `docker commit`: refused."""
+    services see; made once per state, so every tag of a release names one digest."""
+    key = json.dumps(
+        [st.image, st.env, st.labels, st.ports, st.user, st.workdir, st.entrypoint, st.default_args]
+    )
+    task = session.finalised.get(key)
+    if task is None:
+        task = session.finalised[key] = asyncio.ensure_future(_finalise(session, st))
+    return await asyncio.shield(task)
+
+
+async def _finalise(session: Session, st: State) -> str:
+    """Variables the rootfs image's Docker config has but the container does not (none here,
+    as no step writes variables into a Docker config) cannot be removed by `docker commit`:
+    refused."""
     assert st.image is not None
     found = await session.docker.inspect_image(st.image)
     assert found is not None

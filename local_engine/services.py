@@ -70,8 +70,7 @@ async def start(
     workspace = Workspace(session)
     name = f"local-engine-service-{uuid.uuid4().hex[:12]}"
     try:
-        for index, mount in enumerate(st.mounts):
-            await workspace.mount(index, mount)
+        await workspace.mount_all(st.mounts)
         workspace.write_env(
             dict(st.env) | {k: session.secrets[s.value_digest].decode() for k, s in st.secret_env}
         )

@@ -30,6 +30,8 @@ class Session:
         self.locks: dict[str, asyncio.Lock] = {}
         self.cleanups: list[Callable[[], Awaitable[None]]] = []
         self.results: set[str] = set()  # images the CLI hands to the user
+        self.pushed: dict[str, str] = {}  # repository and images -> the digest pushed
+        self.finalised: dict[str, asyncio.Task[str]] = {}  # a state's image, made once
 
     @classmethod
     def create(cls, caches_dir: Path) -> Session:

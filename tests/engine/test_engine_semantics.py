@@ -176,3 +176,21 @@ def test_a_bound_service_answers_under_its_alias(engine: Session, base_image: st
         )
 
     run(pipeline)
+
+
+def test_a_build_secret_stays_mounted_until_each_mount_is_removed(
+    engine: Session, base_image: str
+) -> None:
+    dockerfile = f"FROM {base_image}\nRUN --mount=type=secret,id=token test -s /run/secrets/token\n"
+
+    async def pipeline() -> None:
+        context = dag.directory().with_new_file("Dockerfile", dockerfile)
+        built = context.docker_build(secrets=[dag.set_secret("token", "value")])
+        listing = ["sh", "-c", "ls /run/secrets 2>/dev/null || true"]
+        assert (await built.with_exec(listing).stdout()).strip() == "token"
+        once = built.without_mount("/run/secrets/token")
+        assert (await once.with_exec(listing).stdout()).strip() == "token"
+        twice = once.without_mount("/run/secrets/token")
+        assert (await twice.with_exec(listing).stdout()).strip() == ""
+
+    run(pipeline)

@@ -5,14 +5,17 @@ Docker engine. Each test asserts on what the run produced, not on the plan."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
 import yaml
 from packaging.utils import canonicalize_name
 
+from local_engine import registry
 from onnx_serving.variants import Variant
 from tests.images.docker_support import Docker
 
@@ -88,3 +91,73 @@ def test_sbom_lists_the_locked_packages(tmp_path: Path, base_image: str) -> None
     assert locked
     for name, versions in locked.items():
         assert found.get(name) in versions, name
+
+
+REVISION = "0123456789abcdef0123456789abcdef01234567"
+
+
+def published(out: str) -> dict[str, str]:
+    """`publish`'s lines: tag -> digest."""
+    lines = [line for line in out.splitlines() if "@sha256:" in line]
+    return {line.split("@")[0].rsplit(":", 1)[1]: line.split("@")[1] for line in lines}
+
+
+def serve_and_smoke(docker: Docker, reference: str) -> None:
+    """Pull the published digest back, run it, and smoke-test it with the project's client."""
+    docker.run("pull", "--platform", "linux/amd64", reference)
+    name = f"engine-published-{uuid.uuid4().hex[:8]}"
+    docker.run("run", "--detach", "--name", name, "--publish", "127.0.0.1::8000", reference)
+    try:
+        port = docker.run("port", name, "8000/tcp").stdout.strip().rsplit(":", 1)[1]
+        smoke = subprocess.run(
+            [sys.executable, "-m", "onnx_serving.smoke", "--url", f"127.0.0.1:{port}"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+            env={**os.environ, "PYTHONPATH": str(REPO / "ci/src")},
+        )
+        assert smoke.returncode == 0, smoke.stdout + smoke.stderr
+    finally:
+        docker.run("rm", "--force", name, check=False)
+
+
+def test_publish_a_release_edge_and_scan_what_was_published(
+    docker: Docker, base_image: str
+) -> None:
+    repository = f"engine-test/onnx-serving-{uuid.uuid4().hex[:8]}"
+    target = ["--registry", "127.0.0.1:5000", "--repository", repository, "--variants", "cpu"]
+
+    release = published(ok(pipeline("--offline-scan", "publish", "--tag", "v1.2.3", *target)))
+    assert set(release) == {"1.2.3", "1.2", "1", "latest"}
+    assert len(set(release.values())) == 1  # every tag names the verified images
+    index = registry.index_of(f"127.0.0.1:5000/{repository}:1.2.3")
+    assert index is not None
+    platforms = {(m["platform"]["os"], m["platform"]["architecture"]) for m in index["manifests"]}
+    assert platforms == {("linux", "amd64"), ("linux", "arm64")}
+    serve_and_smoke(docker, f"127.0.0.1:5000/{repository}@{release['1.2.3']}")
+
+    edge_run = pipeline("--offline-scan", f"--revision={REVISION}", "publish", "--edge", *target)
+    edge = published(ok(edge_run))
+    assert set(edge) == {"edge", f"sha-{REVISION[:7]}"}
+    assert len(set(edge.values())) == 1
+
+    # scan-published reads every published variant under a tag: the gpu one is the cpu
+    # image under its tag here (no GPU image is built on this machine).
+    registry.retag(f"127.0.0.1:5000/{repository}:edge-gpu", edge["edge"])
+    report = ok(
+        pipeline(
+            "--offline-scan",
+            "scan-published",
+            "--registry",
+            "127.0.0.1:5000",
+            "--repository",
+            repository,
+            "--tags",
+            "edge",
+        )
+    )
+    assert f"127.0.0.1:5000/{repository}:edge " in report + " "
+    assert f"127.0.0.1:5000/{repository}:edge-gpu" in report
+    assert report.count("trivy gate PASS") == 2

@@ -38,4 +38,8 @@ def docker_build(
         build_args=[dagger.BuildArg(name=k, value=v) for k, v in metadata.build_args().items()],
         secrets=[ca_bundle] if ca_bundle is not None else [],
     )
-    return image.without_mount(CA_BUNDLE_PATH) if ca_bundle is not None else image
+    if ca_bundle is None:
+        return image
+    # Twice: the build's own secret mount, and the one a `RUN --mount=type=secret` of the final
+    # stage leaves (Dockerfile.basic); `without_mount` drops one secret mount per call.
+    return image.without_mount(CA_BUNDLE_PATH).without_mount(CA_BUNDLE_PATH)
