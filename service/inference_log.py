@@ -4,11 +4,13 @@ Each request fills a :class:`LogEntry` as it goes and hands it to :meth:`Inferen
 an append to a bounded in-memory queue, no I/O. One writer task takes the queue in batches and
 COPYs them into ``inference_log`` over a single asyncpg connection. When the database is slow
 or down, requests answer exactly as without the log: rows wait in memory (at most
-``PREDICTION_LOG_QUEUE_SIZE``), rows that cannot be kept are counted in
-``prediction_log_dropped_total{reason}``, and the writer reconnects with exponential backoff.
-Every row carries (server_id, seq), the table's primary key, so a batch whose write failed
-half-way (the commit may have happened) is retried with ON CONFLICT DO NOTHING: no row is
-written twice. At shutdown the queue is flushed for at most ``PREDICTION_LOG_FLUSH_TIMEOUT_S``.
+``PREDICTION_LOG_QUEUE_SIZE`` rows and ``QUEUE_BUDGET_BYTES``, each row charged what it holds),
+rows that cannot be kept are counted in ``prediction_log_dropped_total{reason}``, and the writer
+reconnects with exponential backoff. Every row carries (server_id, seq), the table's primary
+key, so a batch whose write failed half-way (the commit may have happened) is retried with
+ON CONFLICT DO NOTHING: no row is written twice. A batch the database refuses for its data is
+halved until the refused rows are alone: the others are written, those are dropped
+(``refused``). At shutdown the queue is flushed for at most ``PREDICTION_LOG_FLUSH_TIMEOUT_S``.
 
 Bad configuration (a malformed URL, an unreadable password file) is one ERROR line at startup;
 serving goes on, and the rows are counted as dropped with reason ``misconfigured``.
@@ -21,6 +23,7 @@ import hashlib
 import logging
 import os
 import re
+import sys
 import uuid
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -101,7 +104,10 @@ BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
 CLOSING_RETRY_S = 0.2  # during the shutdown flush, retry quickly until its time is up
 REFUSED_ATTEMPTS = 3  # a batch the database itself rejects is dropped after this many tries
-PAYLOAD_BUDGET_BYTES = 64 * 1024 * 1024  # tensor bytes held for PREDICTION_LOG_PAYLOADS=1
+# Memory the queued rows may hold, the batch being written included: each row is charged
+# ROW_BYTES, its texts' size and its kept tensors (PREDICTION_LOG_PAYLOADS=1).
+QUEUE_BUDGET_BYTES = 64 * 1024 * 1024
+ROW_BYTES = 1024  # a row's objects besides its texts and tensors (measured: under 700 bytes)
 INLINE_HASH_BYTES = 256 * 1024  # larger inputs are hashed on a thread, off the event loop
 TEXT_LIMIT = 2000  # error texts, client-chosen ids and names are cut to this many characters
 
@@ -173,6 +179,7 @@ class LogConfig:
     payloads: bool
     queue_size: int
     flush_timeout_s: float
+    queue_bytes: int = QUEUE_BUDGET_BYTES
 
 
 def config_from(settings: Settings) -> LogConfig:
@@ -210,7 +217,9 @@ def input_digest(inputs: Mapping[str, np.ndarray], specs: Mapping[str, TensorSpe
         if spec.datatype == "BYTES":
             digest.update(encode_tensor(array, "BYTES"))
         else:
-            digest.update(np.ascontiguousarray(array, dtype=spec.dtype).data.cast("B"))
+            # Flat: memoryview cannot cast an empty [n, 0] view, and an empty tensor is valid.
+            flat = np.ascontiguousarray(array, dtype=spec.dtype).reshape(-1)
+            digest.update(flat.data.cast("B"))
     return digest.digest()
 
 
@@ -362,6 +371,13 @@ def tensor_bytes(array: np.ndarray) -> int:
     return int(array.nbytes) + sum(len(element) for element in array.reshape(-1))
 
 
+def row_cost(entry: LogEntry) -> int:
+    """What a queued row is charged against the queue's byte budget: the memory it holds,
+    estimated from its contents (texts at their size as Python strings, kept tensors)."""
+    texts = (entry.model, entry.request_id, entry.version, entry.error)
+    return ROW_BYTES + sum(sys.getsizeof(t) for t in texts if t is not None) + entry.payload_bytes
+
+
 def _clean(text: str) -> str:
     """Text PostgreSQL takes (valid UTF-8, no NUL). Clients choose ids, model names and
     tensors: one odd row must not make the database refuse a whole batch."""
@@ -388,6 +404,25 @@ def _connection_problem(exc: BaseException) -> bool:
     return isinstance(exc, asyncpg.InterfaceError) and not isinstance(exc, ValueError)
 
 
+# SQLSTATE classes that blame the rows, not the database: data exception, integrity
+# constraint violation, program limit exceeded (a value too large to store).
+ROW_ERROR_CLASSES = ("22", "23", "54")
+
+
+def _row_problem(exc: BaseException) -> bool:
+    """True when some row of the batch is what the database (or asyncpg, encoding it) refused:
+    the other rows can be written without it."""
+    if isinstance(exc, asyncpg.PostgresError):
+        return str(exc.sqlstate or "")[:2] in ROW_ERROR_CLASSES
+    # asyncpg encodes the rows itself: a value its column cannot take (2**31 in an integer)
+    # raises OverflowError, ValueError (asyncpg.DataError) or TypeError before anything is sent.
+    return isinstance(exc, ValueError | TypeError | ArithmeticError)
+
+
+def _idle(connection: asyncpg.Connection) -> bool:
+    return not connection.is_closed() and not connection.is_in_transaction()
+
+
 def _why(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
@@ -406,10 +441,13 @@ class InferenceLog:
         metrics.log_on()
         self._queue: deque[LogEntry] = deque()
         self._rows_held = 0  # rows in memory: queued, plus the batch being written
-        self._held_payload = 0
-        self._batch: list[tuple[Any, ...]] = []
-        self._batch_payload = 0
+        self._held_bytes = 0  # what those rows are charged (row_cost)
+        # The batch being written, as pieces still to write, in order; each row with its
+        # cost. A piece the database refuses for its data is replaced by its two halves.
+        self._batch: deque[list[tuple[tuple[Any, ...], int]]] = deque()
         self._attempts = 0  # failed writes of the current batch
+        self._retry = False  # a write of the current batch failed: it may have committed
+        self._refusals_logged: set[str] = set()
         self._seq = 0
         self._database: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
@@ -421,6 +459,7 @@ class InferenceLog:
         self._written_rows = 0
         self._dropped_rows = dict.fromkeys(DROP_REASONS, 0)
         self._limit = config.queue_size if config else 0
+        self._budget = config.queue_bytes if config else 0
         self._payloads = config.payloads if config else False
 
     # The gauges follow these two (every process's /metrics adds them up: metrics.py).
@@ -472,21 +511,21 @@ class InferenceLog:
         if self._closing:
             self._count_drop(1, "shutdown")
             return
-        if self._held >= self._limit or (
-            entry.payload_bytes and self._held_payload + entry.payload_bytes > PAYLOAD_BUDGET_BYTES
-        ):
+        cost = row_cost(entry)
+        if self._held >= self._limit or self._held_bytes + cost > self._budget:
             self._count_drop(1, "queue_full")
             if "queue_full" not in self._reported:
                 self._reported.add("queue_full")
                 log.error(
-                    "inference log: queue full (%d rows held); dropping rows until the "
+                    "inference log: queue full (%d rows, %d bytes held); dropping rows until the "
                     'database catches up (prediction_log_dropped_total{reason="queue_full"})',
                     self._held,
+                    self._held_bytes,
                 )
             return
         self._queue.append(entry)
         self._held += 1
-        self._held_payload += entry.payload_bytes
+        self._held_bytes += cost
         if self._idle:
             self._idle = False
             self._wake.set()
@@ -566,10 +605,19 @@ class InferenceLog:
                 if len(self._queue) < BATCH_ROWS and not self._closing:
                     await self._pause(LINGER_S)
                 await self._take_batch()
+            piece = self._batch[0]
             try:
                 async with asyncio.timeout(WRITE_TIMEOUT_S):
-                    await write_rows(self._connection, self._batch, retry=self._attempts > 0)
+                    await write_rows(self._connection, [row for row, _ in piece], self._retry)
             except Exception as exc:
+                self._retry = True
+                if _row_problem(exc):
+                    # The connection is kept for the halves when the failed COPY left it idle.
+                    connection = self._connection
+                    if connection is None or not _idle(connection):
+                        await self._disconnect()
+                    self._isolate(exc)
+                    continue
                 await self._disconnect()
                 self._attempts += 1
                 if _connection_problem(exc):
@@ -581,9 +629,12 @@ class InferenceLog:
                 await self._pause(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
                 continue
-            self._metrics.log_written(len(self._batch))
-            self._written_rows += len(self._batch)
-            self._release_batch()
+            self._batch.popleft()
+            self._metrics.log_written(len(piece))
+            self._written_rows += len(piece)
+            self._release(piece)
+            if not self._batch:
+                self._attempts, self._retry = 0, False
             backoff = BACKOFF_FIRST_S
             if self._reported:
                 log.info("inference log: writing again")
@@ -641,7 +692,8 @@ class InferenceLog:
         server_id, seq = self.server_id, self._seq
         # Ids for requests without one: 128 random bits as 32 hex digits (uuid4() costs 10x).
         fresh = os.urandom(16 * count).hex()
-        self._batch = [
+        # Each row keeps the cost it was charged when queued, released when it leaves.
+        rows = [
             (
                 server_id,
                 seq + n,
@@ -660,8 +712,8 @@ class InferenceLog:
             )
             for n, (entry, payload) in enumerate(zip(entries, payloads, strict=True))
         ]
+        self._batch.append(list(zip(rows, map(row_cost, entries), strict=True)))
         self._seq += count
-        self._batch_payload = sum(entry.payload_bytes for entry in entries)
 
     # ---- accounting and reporting -------------------------------------------------------
 
@@ -669,23 +721,50 @@ class InferenceLog:
         self._metrics.log_dropped(reason, rows)
         self._dropped_rows[reason] += rows
 
-    def _release_batch(self) -> None:
-        self._held -= len(self._batch)
-        self._held_payload -= self._batch_payload
-        self._batch, self._batch_payload, self._attempts = [], 0, 0
+    def _release(self, piece: list[tuple[tuple[Any, ...], int]]) -> None:
+        self._held -= len(piece)
+        self._held_bytes -= sum(cost for _, cost in piece)
 
     def _drop_batch(self, reason: str) -> None:
-        log.error("inference log: %d rows dropped (%s)", len(self._batch), reason)
-        self._count_drop(len(self._batch), reason)
-        self._release_batch()
+        rows = sum(len(piece) for piece in self._batch)
+        log.error("inference log: %d rows dropped (%s)", rows, reason)
+        self._count_drop(rows, reason)
+        for piece in self._batch:
+            self._release(piece)
+        self._batch.clear()
+        self._attempts, self._retry = 0, False
+
+    def _isolate(self, exc: BaseException) -> None:
+        """The first piece was refused for its data: halve it, or drop it when it is one row."""
+        piece = self._batch.popleft()
+        if len(piece) > 1:
+            half = len(piece) // 2
+            self._batch.extendleft((piece[half:], piece[:half]))
+            return
+        self._count_drop(1, "refused")
+        self._release(piece)
+        why = _why(exc)
+        # One line per kind of refusal (at most a few kinds): a client may send many such rows.
+        if why not in self._refusals_logged and len(self._refusals_logged) < 10:
+            self._refusals_logged.add(why)
+            log.error(
+                "inference log: the database refused a row (%s); it is dropped, the rows "
+                'around it are written (prediction_log_dropped_total{reason="refused"})',
+                why,
+            )
+        else:
+            log.debug("inference log: the database refused a row (%s)", why)
+        if not self._batch:
+            self._attempts, self._retry = 0, False
 
     def _drop_all(self, reason: str) -> None:
         if self._held:
             log.warning("inference log: %d rows dropped (%s)", self._held, reason)
             self._count_drop(self._held, reason)
         self._queue.clear()
-        self._batch, self._batch_payload, self._attempts = [], 0, 0
-        self._held = self._held_payload = 0
+        self._batch.clear()
+        self._attempts, self._retry = 0, False
+        self._held = self._held_bytes = 0
 
     def _misconfigured(self, problem: str) -> None:
         log.error("inference log off: %s; serving continues without it", problem)

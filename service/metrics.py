@@ -34,7 +34,8 @@ UNKNOWN_MODEL = "_unknown"  # keeps label cardinality bounded when clients ask f
 # Every status an inference request can end with (errors.py lists the errors).
 # 499: the client closed the connection before its reply was sent (service/app.py).
 STATUSES = tuple(sorted({200, 499, 500, *(error.status for error in ERRORS)}))
-DROP_REASONS = ("queue_full", "write_error", "shutdown", "misconfigured")
+# refused: a row the database would not take (its batch's other rows were written).
+DROP_REASONS = ("queue_full", "write_error", "shutdown", "misconfigured", "refused")
 CELL_BYTES = 8
 
 # The cells of one model label: requests by status, then three histograms, each as its
@@ -240,7 +241,8 @@ def _log_families(totals: np.ndarray) -> Iterator[Metric]:
     dropped = CounterMetricFamily(
         "prediction_log_dropped",
         "Inference log rows not written: queue_full (database slow or down), write_error "
-        "(the database refused them), shutdown (flush time ran out), misconfigured",
+        "(the database refused their batch), shutdown (flush time ran out), misconfigured, "
+        "refused (the database refused that row's data; the rest of its batch was written)",
         labels=["reason"],
     )
     for reason, cell in _DROP_INDEX.items():

@@ -337,8 +337,9 @@ class Settings:
         10000,
         _int_in(1, 10_000_000),
         "Rows held in memory while the database is slow or down; beyond it rows are dropped "
-        'and counted (`prediction_log_dropped_total{reason="queue_full"}`). With payloads, '
-        "at most 64 MiB of tensors are held as well.",
+        'and counted (`prediction_log_dropped_total{reason="queue_full"}`). The queued rows '
+        "also hold at most 64 MiB in all (ids, names and texts cut to 2000 characters; with "
+        "payloads, their tensors): docs/LIMITS.md.",
     )
     prediction_log_flush_timeout_s: float = setting(
         "PREDICTION_LOG_FLUSH_TIMEOUT_S",

@@ -41,7 +41,7 @@ from service.inference_log import (
     split_password,
     write_rows,
 )
-from service.metrics import ServerMetrics
+from service.metrics import DROP_REASONS, ServerMetrics
 from service.protocol import RequestedOutput
 from service.settings import SettingsError, load_settings
 from service.tensors import TensorSpec
@@ -131,8 +131,7 @@ def dropped(server: LiveServer, reason: str) -> float:
 
 
 def all_dropped(server: LiveServer) -> float:
-    reasons = ("queue_full", "write_error", "shutdown", "misconfigured")
-    return sum(dropped(server, reason) for reason in reasons)
+    return sum(dropped(server, reason) for reason in DROP_REASONS)
 
 
 def infer_many(server: LiveServer, count: int, prefix: str) -> list[int]:
