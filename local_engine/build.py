@@ -37,7 +37,7 @@ def docker_build(session: Session, context: Directory, **kw: Any) -> Container:
     target = kw.pop("target", "") or ""
     build_args = tuple((a["name"], a["value"]) for a in kw.pop("build_args", None) or ())
     secrets = tuple(kw.pop("secrets", None) or ())
-    refuse_unmodelled("Directory.dockerBuild", kw, {"no_init"})
+    refuse_unmodelled("Directory.dockerBuild", kw, set())
     for secret in secrets:
         if not secret.secret_name:
             raise EngineError("local engine: a dockerBuild secret needs a name (dag.set_secret)")

@@ -83,12 +83,12 @@ class Container:
 
     def with_file(self, session: Session, path: str, source: File, **kw: Any) -> Container:
         permissions, owner = kw.pop("permissions", None), kw.pop("owner", "")
-        refuse_unmodelled("Container.withFile", kw, {"expand"})
+        refuse_unmodelled("Container.withFile", kw, set())
         return self.then("file", _absolute(path), source, permissions, owner)
 
     def with_new_file(self, session: Session, path: str, contents: str, **kw: Any) -> Container:
         permissions, owner = kw.pop("permissions", 0o644), kw.pop("owner", "")
-        refuse_unmodelled("Container.withNewFile", kw, {"expand"})
+        refuse_unmodelled("Container.withNewFile", kw, set())
         return self.then("newFile", _absolute(path), contents, permissions, owner)
 
     def with_directory(
@@ -97,19 +97,19 @@ class Container:
         exclude, owner = tuple(kw.pop("exclude", None) or ()), kw.pop("owner", "")
         if kw.pop("include", None):
             raise EngineError("local engine: Container.withDirectory(include:) is not modelled")
-        refuse_unmodelled("Container.withDirectory", kw, {"expand", "gitignore"})
+        refuse_unmodelled("Container.withDirectory", kw, set())
         return self.then("directory", _absolute(path), source, exclude, owner)
 
     def with_mounted_directory(
         self, session: Session, path: str, source: Directory, owner: str = "", **kw: Any
     ) -> Container:
-        refuse_unmodelled("Container.withMountedDirectory", kw, {"expand"})
+        refuse_unmodelled("Container.withMountedDirectory", kw, set())
         return self.then("mountDirectory", _absolute(path), source, owner)
 
     def with_mounted_file(
         self, session: Session, path: str, source: File, owner: str = "", **kw: Any
     ) -> Container:
-        refuse_unmodelled("Container.withMountedFile", kw, {"expand"})
+        refuse_unmodelled("Container.withMountedFile", kw, set())
         return self.then("mountFile", _absolute(path), source, owner)
 
     def with_mounted_secret(
@@ -121,7 +121,7 @@ class Container:
         mode: int = 0o400,
         **kw: Any,
     ) -> Container:
-        refuse_unmodelled("Container.withMountedSecret", kw, {"expand"})
+        refuse_unmodelled("Container.withMountedSecret", kw, set())
         return self.then("mountSecret", _absolute(path), source, owner, mode)
 
     def with_mounted_cache(
@@ -130,11 +130,11 @@ class Container:
         sharing, owner = kw.pop("sharing", "SHARED"), kw.pop("owner", "")
         if kw.pop("source", None) is not None:
             raise EngineError("local engine: withMountedCache(source:) is not modelled")
-        refuse_unmodelled("Container.withMountedCache", kw, {"expand"})
+        refuse_unmodelled("Container.withMountedCache", kw, set())
         return self.then("mountCache", _absolute(path), cache, sharing, owner)
 
     def without_mount(self, session: Session, path: str, **kw: Any) -> Container:
-        refuse_unmodelled("Container.withoutMount", kw, {"expand"})
+        refuse_unmodelled("Container.withoutMount", kw, set())
         return self.then("unmount", _absolute(path))
 
     def with_service_binding(self, session: Session, alias: str, service: Service) -> Container:
@@ -147,7 +147,7 @@ class Container:
         expect = kw.pop("expect", "SUCCESS")
         privileged = bool(kw.pop("insecure_root_capabilities", False))
         no_init = bool(kw.pop("no_init", False))
-        refuse_unmodelled("Container.withExec", kw, {"expand"})
+        refuse_unmodelled("Container.withExec", kw, set())
         return self.then("exec", tuple(args), use_entrypoint, expect, privileged, no_init)
 
     # ----- leaves -------------------------------------------------------------------------
@@ -184,16 +184,17 @@ class Container:
         return list((await evaluate.state(session, self)).entrypoint)
 
     def file(self, session: Session, path: str, **kw: Any) -> File:
-        refuse_unmodelled("Container.file", kw, {"expand"})
+        refuse_unmodelled("Container.file", kw, set())
         return File("inContainer", (_absolute(path),), self)
 
     def directory(self, session: Session, path: str, **kw: Any) -> Directory:
-        refuse_unmodelled("Container.directory", kw, {"expand"})
+        refuse_unmodelled("Container.directory", kw, set())
         return Directory("inContainer", (_absolute(path),), self)
 
     def as_tarball(self, session: Session, **kw: Any) -> File:
-        if kw.get("platform_variants"):
-            raise EngineError("local engine: asTarball(platformVariants:) is not modelled")
+        # The defaults (gzip, OCI types) are what the engine writes; others are not modelled.
+        kw = {k: v for k, v in kw.items() if k not in _EXPORT_DEFAULTS or _EXPORT_DEFAULTS[k] != v}
+        refuse_unmodelled("Container.asTarball", kw, set())
         return File("tarball", (), self)
 
     async def export(self, session: Session, path: str, **kw: Any) -> str:
@@ -205,7 +206,7 @@ class Container:
 
         args = tuple(kw.pop("args", None) or ())
         use_entrypoint = bool(kw.pop("use_entrypoint", False))
-        refuse_unmodelled("Container.asService", kw, {"expand"})
+        refuse_unmodelled("Container.asService", kw, set())
         return Service(self, args, use_entrypoint)
 
     async def publish(
@@ -215,8 +216,13 @@ class Container:
         platform_variants: list[Container] | None = None,
         **kw: Any,
     ) -> str:
-        refuse_unmodelled("Container.publish", kw, {"forced_compression", "media_types"})
+        kw = {k: v for k, v in kw.items() if k not in _EXPORT_DEFAULTS or _EXPORT_DEFAULTS[k] != v}
+        refuse_unmodelled("Container.publish", kw, set())
         return await evaluate.publish(session, self, address, platform_variants)
+
+
+# Export options at the values the engine defaults to (OCI media types; no forced compression).
+_EXPORT_DEFAULTS: dict[str, Any] = {"media_types": "OCIMediaTypes", "forced_compression": None}
 
 
 def _absolute(path: str) -> str:

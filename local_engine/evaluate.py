@@ -37,6 +37,7 @@ class State:
     workdir: str = ""
     entrypoint: tuple[str, ...] = ()
     default_args: tuple[str, ...] = ()
+    default_args_set: bool = False  # withDefaultArgs was called (core/container.go DefaultArgs)
     labels: tuple[tuple[str, str], ...] = ()
     ports: tuple[tuple[int, str], ...] = ()
     healthcheck: str = ""  # the image's Docker HEALTHCHECK (JSON) or ""
@@ -72,12 +73,18 @@ def _set(pairs: tuple[tuple[str, str], ...], name: str, value: str) -> tuple[tup
     return (*((k, v) for k, v in pairs if k != name), (name, value))
 
 
-def expand(text: str, env: tuple[tuple[str, str], ...]) -> str:
-    """`$VAR` and `${VAR}` from the container's variables (unset ones become empty)."""
-    values = dict(env)
-    return re.sub(
-        r"\$(?:\{(\w+)\}|(\w+))", lambda m: values.get(m.group(1) or m.group(2), ""), text
-    )
+def expand(text: str, st: State) -> str:
+    """`$VAR` and `${VAR}` from the container's variables (unset ones become empty); a secret
+    variable is an error (core/schema/container.go `expandEnvVar`)."""
+    values, secrets = dict(st.env), {name for name, _ in st.secret_env}
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        if name in secrets:
+            raise EngineError(f"local engine: expand cannot be used with secret variable {name}")
+        return values.get(name, "")
+
+    return re.sub(r"\$(?:\{(\w+)\}|(\w+))", value, text)
 
 
 async def _from(session: Session, before: State, address: str) -> State:
@@ -112,11 +119,11 @@ async def _user(session: Session, before: State, name: str) -> State:
 
 
 async def _workdir(session: Session, before: State, path: str, expand_it: bool) -> State:
-    return replace(before, workdir=expand(path, before.env) if expand_it else path)
+    return replace(before, workdir=expand(path, before) if expand_it else path)
 
 
 async def _env(session: Session, before: State, name: str, value: str, expand_it: bool) -> State:
-    value = expand(value, before.env) if expand_it else value
+    value = expand(value, before) if expand_it else value
     return replace(before, env=_set(before.env, name, value))
 
 
@@ -135,11 +142,13 @@ async def _label(session: Session, before: State, name: str, value: str) -> Stat
 
 async def _entrypoint(session: Session, before: State, args: tuple[str, ...], keep: bool) -> State:
     # core/container.go WithEntrypoint: the default args are dropped unless kept.
-    return replace(before, entrypoint=args, default_args=before.default_args if keep else ())
+    if keep:
+        return replace(before, entrypoint=args)
+    return replace(before, entrypoint=args, default_args=(), default_args_set=False)
 
 
 async def _default_args(session: Session, before: State, args: tuple[str, ...]) -> State:
-    return replace(before, default_args=args)
+    return replace(before, default_args=args, default_args_set=True)
 
 
 async def _expose(session: Session, before: State, port: int, protocol: str) -> State:

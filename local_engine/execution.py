@@ -5,18 +5,20 @@
   step cannot write next to a file mounted into a new folder.
 - Variables: exactly the container's, set by a static helper mounted at /.local-engine (the
   engine mounts its own init at /.init the same way, executor_spec.go `injectInit`), so no
-  value ever enters a Docker config: secrets reach the process only, never an image.
+  value ever enters a Docker config: secrets reach the process only, never an image. HOME,
+  when the container sets none, is the user's from /etc/passwd (else /), as runc sets it.
 - Mounted directories and files are private copies per exec whose changes carry on to later
   execs of the same chain; secrets are read-only files (default root-owned, mode 0400);
-  cache volumes are host folders shared per key, LOCKED ones one user at a time, PRIVATE ones
-  a fresh copy for a concurrent user (core/cache.go `CacheSharingMode`).
+  cache volumes are host folders, one per key, sharing mode and owner.
 - Service bindings: the step joins the service's network namespace and the alias names
-  127.0.0.1 there, so containers never address each other by IP.
+  127.0.0.1 there, so containers never address each other by IP (unlike the engine, the
+  service is then also on the step's own localhost).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import shlex
 import shutil
@@ -34,7 +36,12 @@ if TYPE_CHECKING:
 HELPER_DIR = "/.local-engine"
 BUSYBOX = Path("/bin/busybox")  # Debian's busybox-static: runs in any image
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-WRAPPER = 'set -a; . /.local-engine/env; set +a; exec "$@"'
+WRAPPER = (
+    "set -a; . /.local-engine/env; set +a; "
+    '[ -n "${HOME+set}" ] || export HOME="$(/.local-engine/busybox awk -F: -v u="$(/.local-engine/'
+    "busybox id -u)\" '$3 == u { print $6; exit }' /etc/passwd 2>/dev/null)\"; "
+    '[ -n "$HOME" ] || export HOME=/; exec "$@"'
+)
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,7 @@ class Workspace:
             f"{self.root / 'helper'}:{HELPER_DIR}:ro",
         ]
         self.locks: list[asyncio.Lock] = []
+        self.held: set[str] = set()  # cache locks this exec holds (one per volume)
 
     async def mount(self, index: int, mount: Mount) -> Mount:
         """Docker flags for one mount; returns the mount as later execs see it."""
@@ -128,18 +136,17 @@ class Workspace:
         )
 
     async def _cache(self, mount: Mount) -> Path:
-        folder = self.session.caches_dir / mount.source.replace("/", "_")
-        if mount.sharing == "LOCKED":
-            lock = self.session.lock(f"cache:{mount.source}")
+        """A cache volume is its key with its sharing mode and owner (withMountedCache makes a
+        new volume of them, core/schema/container.go); LOCKED and PRIVATE ones are used by one
+        exec at a time (PRIVATE is serialised like LOCKED, core/container_exec.go)."""
+        identity = f"{mount.source}\0{mount.sharing}\0{mount.owner}"
+        name = hashlib.sha256(identity.encode()).hexdigest()[:32]
+        if mount.sharing in ("LOCKED", "PRIVATE") and name not in self.held:
+            lock = self.session.lock(f"cache:{name}")
             await lock.acquire()
             self.locks.append(lock)
-        elif mount.sharing == "PRIVATE":
-            lock = self.session.lock(f"cache:{mount.source}")
-            if lock.locked():  # in use: this user gets a private copy for this exec
-                folder = self.root / "private-caches" / mount.source.replace("/", "_")
-            else:
-                await lock.acquire()
-                self.locks.append(lock)
+            self.held.add(name)
+        folder = self.session.caches_dir / name
         if not folder.exists():
             folder.mkdir(parents=True)
             os.chown(folder, *owner_ids(mount.owner))  # a new cache takes the owner given
@@ -151,8 +158,10 @@ class Workspace:
         path.chmod(0o444)  # a non-root step must read its own variables
 
     def release(self) -> None:
+        """Idempotent: a service's workspace is released when it stops and at session end."""
         for lock in self.locks:
             lock.release()
+        self.locks.clear()
         shutil.rmtree(self.root / "secrets", ignore_errors=True)
         (self.root / "helper/env").unlink(missing_ok=True)
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from . import ignore
 from .errors import EngineError
+from .values import refuse_unmodelled
 
 if TYPE_CHECKING:
     from .container import Container
@@ -72,13 +73,15 @@ class Directory:
         return session.store.register(self)
 
     def with_new_file(
-        self, session: Session, path: str, contents: str, permissions: int = 0o644, **_: Any
+        self, session: Session, path: str, contents: str, permissions: int = 0o644, **kw: Any
     ) -> Directory:
+        refuse_unmodelled("Directory.withNewFile", kw, set())
         return self._then("withNewFile", clean(path), contents, permissions)
 
     def with_file(
-        self, session: Session, path: str, source: File, permissions: int | None = None, **_: Any
+        self, session: Session, path: str, source: File, permissions: int | None = None, **kw: Any
     ) -> Directory:
+        refuse_unmodelled("Directory.withFile", kw, set())
         return self._then("withFile", clean(path), source, permissions)
 
     def with_directory(
@@ -88,10 +91,9 @@ class Directory:
         source: Directory,
         exclude: list[str] | None = None,
         include: list[str] | None = None,
-        **_: Any,
+        **kw: Any,
     ) -> Directory:
-        if include:
-            raise EngineError("local engine: Directory.withDirectory(include:) is not modelled")
+        refuse_unmodelled("Directory.withDirectory", {"include": include, **kw}, set())
         return self._then("withDirectory", clean(path), source, tuple(exclude or ()))
 
     def without_directory(self, session: Session, path: str) -> Directory:
@@ -124,13 +126,15 @@ class Directory:
             found += [prefix + f for f in files if regex.match(prefix + f)]
         return sorted(found)
 
-    async def entries(self, session: Session, path: str = "", **_: Any) -> list[str]:
+    async def entries(self, session: Session, path: str = "", **kw: Any) -> list[str]:
+        refuse_unmodelled("Directory.entries", kw, set())
         root = await materialise(session, self) / clean(path)
         if not root.is_dir():
             raise EngineError(f"local engine: {path!r}: no such directory")
         return sorted(e.name + ("/" if e.is_dir() else "") for e in root.iterdir())
 
-    async def export(self, session: Session, path: str, wipe: bool = False, **_: Any) -> str:
+    async def export(self, session: Session, path: str, wipe: bool = False, **kw: Any) -> str:
+        refuse_unmodelled("Directory.export", kw, set())
         root = await materialise(session, self)
         target = Path(path).resolve()
         if wipe and target.exists():
@@ -156,7 +160,8 @@ class File:
     def id(self, session: Session) -> str:
         return session.store.register(self)
 
-    async def contents(self, session: Session, **_: Any) -> str:
+    async def contents(self, session: Session, **kw: Any) -> str:
+        refuse_unmodelled("File.contents", kw, set())
         return (await file_path(session, self)).read_text()
 
     async def size(self, session: Session) -> int:
@@ -165,7 +170,8 @@ class File:
     def name(self, session: Session) -> str:
         return posixpath.basename(str(self.args[0])) if self.args else "image.tar"
 
-    async def export(self, session: Session, path: str, **_: Any) -> str:
+    async def export(self, session: Session, path: str, **kw: Any) -> str:
+        refuse_unmodelled("File.export", kw, set())
         source = await file_path(session, self)
         target = Path(path).resolve()
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from .docker import host_platform
 from .errors import EngineError
 from .filesystem import Directory
 from .session import Session
-from .values import CacheVolume, make_secret
+from .values import CacheVolume, make_secret, refuse_unmodelled
 
 
 @dataclass(frozen=True, eq=False)
@@ -117,6 +117,11 @@ class Query:
         return make_secret(session, name, plaintext.encode())
 
     def cache_volume(self, session: Session, key: str, **kw: Any) -> CacheVolume:
+        # The volume's own sharing and owner (left at their defaults by the module) are not
+        # modelled: withMountedCache's are.
+        if kw.get("sharing") == "SHARED":
+            del kw["sharing"]
+        refuse_unmodelled("cacheVolume", kw, set())
         return CacheVolume(key)
 
     def default_platform(self, session: Session) -> str:

@@ -8,6 +8,7 @@ import asyncio
 import io
 import json
 import os
+import shutil
 import tarfile
 import uuid
 from dataclasses import dataclass
@@ -128,6 +129,9 @@ async def copy_in(session: Session, st: State, members: list[Member]) -> str:
 
     if st.image is None:
         raise EngineError("local engine: writing files into an empty container is not modelled")
+    under = [m.path for m in members if _mounted(st, m.path)]
+    if under:  # the engine writes into the mount's source (core/container.go `locatePath`)
+        raise EngineError(f"local engine: writing {under[0]} under a mount is not modelled")
     workspace = Workspace(session)
     (workspace.root / "helper/in.tar").write_bytes(_tar(members))
     name = f"local-engine-{uuid.uuid4().hex[:12]}"
@@ -187,8 +191,8 @@ async def container_file(session: Session, container: Any, path: str, target: Pa
 
     st = await state(session, container)
     mounted = _mounted(st, path)
-    if mounted and mounted[0].kind in ("directory", "file", "cache"):
-        return _from_mount(session, mounted[0], mounted[1], path)
+    if mounted is not None:
+        return _from_mount(mounted[0], mounted[1], path)
     archive = await _copy_out(session, st, path)
     member = archive.getmembers()[0]
     if not member.isfile():
@@ -199,10 +203,13 @@ async def container_file(session: Session, container: Any, path: str, target: Pa
     return target
 
 
-def _from_mount(session: Session, mount: Any, inner: str, path: str) -> Path:
-    base = Path(mount.source) if mount.kind != "cache" else session.caches_dir / mount.source
-    found = base / inner if inner else base
-    if not found.is_file():
+def _from_mount(mount: Any, inner: str, path: str) -> Path:
+    """A path under a mount reads the mount's source; a cache's content is never read back
+    (core/container.go `locatePath`: "cannot retrieve path from cache")."""
+    if mount.kind not in ("directory", "file"):
+        raise EngineError(f"local engine: cannot retrieve path from {mount.kind}: {path}")
+    found = Path(mount.source) / inner if inner else Path(mount.source)
+    if not found.exists():
         raise EngineError(f"local engine: {path}: no such file or directory")
     return found
 
@@ -211,6 +218,13 @@ async def container_directory(session: Session, container: Any, path: str, targe
     from .evaluate import state
 
     st = await state(session, container)
+    mounted = _mounted(st, path)
+    if mounted is not None:
+        source = _from_mount(mounted[0], mounted[1], path)
+        if not source.is_dir():
+            raise EngineError(f"local engine: {path} is not a directory")
+        shutil.copytree(source, target, symlinks=True)
+        return target
     archive = await _copy_out(session, st, path)
     staging = target.with_name(target.name + ".staging")
     archive.extractall(staging, filter="tar")

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .errors import EngineError
-from .execution import Workspace, process_flags, wrapped
+from .execution import HELPER_DIR, Workspace, process_flags, wrapped
+from .values import refuse_unmodelled
 
 if TYPE_CHECKING:
     from .container import Container
@@ -43,8 +43,10 @@ class Service:
         self, session: Session, ports: list[dict[str, Any]] | None = None, **kw: Any
     ) -> None:
         """Serve on 127.0.0.1 until the CLI is interrupted."""
+        refuse_unmodelled("Service.up", kw, set())
         forwards = [(p["frontend"] or p["backend"], p["backend"]) for p in ports or []]
         name = await start(session, self, "", forwards)
+        stop = session.stops.pop(name)
         try:
             while (
                 await session.docker.run(["inspect", "-f", "{{.State.Running}}", name])
@@ -52,7 +54,19 @@ class Service:
                 await asyncio.sleep(1)
             raise EngineError(f"local engine: service exited: {await _logs(session, name)}")
         finally:
-            await session.docker.remove_container(name)
+            await stop()
+
+
+def service_command(st: Any, args: tuple[str, ...], use_entrypoint: bool) -> tuple[str, ...]:
+    """The engine's rule (core/container.go `AsService`): an image entrypoint is used unless
+    default args were set or args are given without use_entrypoint."""
+    if not args and not st.default_args and not st.entrypoint:
+        raise EngineError("local engine: no service command: give args, a default or an entrypoint")
+    with_entrypoint = use_entrypoint or (bool(st.entrypoint) and not st.default_args_set)
+    command = st.default_args
+    if args:
+        command, with_entrypoint = args, use_entrypoint
+    return (*st.entrypoint, *command) if with_entrypoint else tuple(command)
 
 
 async def start(
@@ -64,9 +78,7 @@ async def start(
     st = await state(session, service.container)
     if st.image is None:
         raise EngineError("local engine: a service needs a container with a rootfs")
-    argv = service.args or st.default_args
-    if service.use_entrypoint:
-        argv = (*st.entrypoint, *argv)
+    argv = service_command(st, service.args, service.use_entrypoint)
     workspace = Workspace(session)
     name = f"local-engine-service-{uuid.uuid4().hex[:12]}"
     try:
@@ -94,53 +106,55 @@ async def start(
                 *rest,
             ]
         )
-        await _wait_ready(session, name, bool(st.healthcheck), [p for p, _ in st.ports])
+        tcp = [port for port, protocol in st.ports if protocol == "TCP"]  # UDP: not probed
+        await _wait_ready(session, name, bool(st.healthcheck), tcp)
     except BaseException:
         await session.docker.remove_container(name)
         workspace.release()
         raise
-    session.cleanups.append(lambda: session.docker.remove_container(name))
+
+    async def stop() -> None:
+        await session.docker.remove_container(name)
+        workspace.release()
+
+    session.cleanups.append(stop)
+    session.stops[name] = stop
     return name
 
 
 async def _wait_ready(session: Session, name: str, healthcheck: bool, ports: list[int]) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + READY_TIMEOUT_S
+    inspect = [
+        "inspect",
+        "-f",
+        "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}",
+    ]
     while loop.time() < deadline:
-        status = (
-            await session.docker.run(
-                [
-                    "inspect",
-                    "-f",
-                    "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}",
-                    name,
-                ]
-            )
-        ).text.split()
+        status = (await session.docker.run([*inspect, name])).text.split()
         if status[0] != "running":
+            logs = await _logs(session, name)
+            raise EngineError(f"local engine: service exited before healthcheck: {logs}")
+        if healthcheck and status[1:] == ["unhealthy"]:
             raise EngineError(
-                f"local engine: service exited before healthcheck: {await _logs(session, name)}"
+                f"local engine: service health check failed: {await _logs(session, name)}"
             )
         if healthcheck and status[1:] == ["healthy"]:
             return
-        if not healthcheck and await _ports_open(session, name, ports):
+        if not healthcheck and await _listening(session, name, ports):
             return
         await asyncio.sleep(0.5)
     raise EngineError(f"local engine: service not ready after {READY_TIMEOUT_S:.0f} s")
 
 
-async def _ports_open(session: Session, name: str, ports: list[int]) -> bool:
-    for port in ports:
-        mapped = (await session.docker.run(["port", name, f"{port}/tcp"], check=False)).text
-        if not mapped:
-            return False
-        host_port = int(mapped.splitlines()[0].rsplit(":", 1)[1])
-        try:
-            with socket.create_connection(("127.0.0.1", host_port), timeout=1):
-                pass
-        except OSError:
-            return False
-    return True
+async def _listening(session: Session, name: str, ports: list[int]) -> bool:
+    """Every exposed TCP port listens inside the service's own namespace (a published port
+    accepts at Docker's proxy before the service listens, so it proves nothing)."""
+    done = await session.docker.run(
+        ["exec", name, f"{HELPER_DIR}/busybox", "netstat", "-ltn"], check=False
+    )
+    listening = {line.split()[3].rsplit(":", 1)[1] for line in done.text.splitlines()[2:]}
+    return all(str(port) in listening for port in ports)
 
 
 async def _logs(session: Session, name: str) -> str:
@@ -163,4 +177,4 @@ async def bound_network(
     try:
         yield ["--network", f"container:{name}"]
     finally:
-        await session.docker.remove_container(name)
+        await session.stops.pop(name)()

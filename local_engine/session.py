@@ -29,6 +29,7 @@ class Session:
         self._evaluations: dict[str, asyncio.Task[Any]] = {}
         self.locks: dict[str, asyncio.Lock] = {}
         self.cleanups: list[Callable[[], Awaitable[None]]] = []
+        self.stops: dict[str, Callable[[], Awaitable[None]]] = {}  # running services
         self.results: set[str] = set()  # images the CLI hands to the user
         self.pushed: dict[str, str] = {}  # repository and images -> the digest pushed
         self.finalised: dict[str, asyncio.Task[str]] = {}  # a state's image, made once

@@ -112,6 +112,7 @@ def test_a_step_sees_only_the_container_variables(engine: Session, base_image: s
         env = await ctr.with_exec(["env"]).stdout()
         assert "GREETING=it's $HOME" in env.splitlines()
         assert "PIP_CERT" not in env
+        assert "HOME=/root" in env.splitlines()  # runc's, from /etc/passwd
 
     run(pipeline)
 

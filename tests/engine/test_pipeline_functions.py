@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -108,6 +109,12 @@ def serve_and_smoke(docker: Docker, reference: str) -> None:
     name = f"engine-published-{uuid.uuid4().hex[:8]}"
     docker.run("run", "--detach", "--name", name, "--publish", "127.0.0.1::8000", reference)
     try:
+        health = ["inspect", "--format", "{{.State.Health.Status}}", name]
+        for _ in range(240):  # its HEALTHCHECK says when it serves (docker-proxy accepts sooner)
+            if docker.run(*health).stdout.strip() in ("healthy", "unhealthy"):
+                break
+            time.sleep(0.5)
+        assert docker.run(*health).stdout.strip() == "healthy"
         port = docker.run("port", name, "8000/tcp").stdout.strip().rsplit(":", 1)[1]
         smoke = subprocess.run(
             [sys.executable, "-m", "onnx_serving.smoke", "--url", f"127.0.0.1:{port}"],
