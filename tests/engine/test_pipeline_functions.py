@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -168,3 +170,45 @@ def test_publish_a_release_edge_and_scan_what_was_published(
     assert f"127.0.0.1:5000/{repository}:edge " in report + " "
     assert f"127.0.0.1:5000/{repository}:edge-gpu" in report
     assert report.count("trivy gate PASS") == 2
+
+
+def test_lint_runs_every_linter_on_the_checkout(base_image: str) -> None:
+    out = ok(pipeline("lint"))
+    for step in ("ruff", "mypy", "hadolint", "zizmor", "workflows"):
+        assert f"{step}: ok" in out
+
+
+def test_benchmark_loads_the_served_image(base_image: str) -> None:
+    out = ok(pipeline("benchmark", "--requests", "100", "--concurrency", "2"))
+    assert "requests ok=100 failed=0 concurrency=2" in out
+
+
+def test_serve_up_forwards_a_port_until_interrupted(docker: Docker, base_image: str) -> None:
+    with socket.socket() as probe:  # a free port on loopback
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ca = [f"--ca-bundle=file://{CA_BUNDLE}"] if CA_BUNDLE.exists() else []
+    serving = subprocess.Popen(
+        [sys.executable, "-m", "local_engine", *ca, "serve", "up", "--ports", f"{port}:8000"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        smoke = [sys.executable, "-m", "onnx_serving.smoke", "--url", f"127.0.0.1:{port}"]
+        env = {**os.environ, "PYTHONPATH": str(REPO / "ci/src")}
+        for _ in range(600):  # up returns nothing until the service is ready
+            if serving.poll() is not None:
+                break
+            done = subprocess.run(smoke, capture_output=True, text=True, env=env, check=False)
+            if done.returncode == 0:
+                break
+            time.sleep(0.5)
+        assert serving.poll() is None, serving.communicate()[1][-2000:]
+        assert done.returncode == 0, done.stdout + done.stderr
+    finally:
+        serving.send_signal(signal.SIGINT)
+        serving.wait(60)
+    left = docker.run("ps", "--all", "--quiet", "--filter", "name=local-engine-service").stdout
+    assert left.strip() == ""
