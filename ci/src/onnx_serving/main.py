@@ -675,7 +675,10 @@ def _sbom(checker: dagger.Container, image: dagger.Container) -> dagger.File:
     sbom_path = f"{SCAN_DIR}/sbom.cdx.json"
     return (
         _with_tarball(checker, image)
-        .with_exec(trivy.sbom_command(f"{SCAN_DIR}/image.tar", sbom_path))
+        # Trivy needs a cache folder it can write: the check user's HOME (/nonexistent) is none.
+        .with_exec(
+            trivy.sbom_command(f"{SCAN_DIR}/image.tar", sbom_path, cache_dir=f"{SCAN_DIR}/cache")
+        )
         .file(sbom_path)
     )
 
