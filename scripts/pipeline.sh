@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Dagger module's functions on this machine's Docker engine: `dagger call` without Dagger.
 #   ./scripts/pipeline.sh FUNCTION [ARGS...]            e.g. build --variant cpu
-#   ./scripts/pipeline.sh [MODULE ARGS...] FUNCTION ...  e.g. --offline-scan scan
+#   ./scripts/pipeline.sh [MODULE ARGS...] FUNCTION ...  e.g. --version 1.2.3 build
 #   ./scripts/pipeline.sh sbom export --path sbom.cdx.json
 #   ./scripts/pipeline.sh serve up --ports 8000:8000
 # local_engine/ runs the module's own code through the SDK against a local stand-in for the
@@ -13,6 +13,13 @@ case ${1:-} in
     -h|--help|"") sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 esac
 ./scripts/setup.sh test >&2
-ca=()
-[[ -r /etc/ssl/certs/ca-certificates.crt ]] && ca=(--ca-bundle file:///etc/ssl/certs/ca-certificates.crt)
-exec .venv/bin/python -m local_engine "${ca[@]}" "$@"
+flags=()
+[[ -r /etc/ssl/certs/ca-certificates.crt ]] && flags=(--ca-bundle file:///etc/ssl/certs/ca-certificates.crt)
+# Trivy's vulnerability DB comes from a registry this machine is not allowed to reach; where
+# one can be reached, PIPELINE_VULNERABILITY_DB=1 lets the scans download it.
+if [[ ${PIPELINE_VULNERABILITY_DB:-0} != 1 ]]; then
+    echo "pipeline: scanning without Trivy's vulnerability DB (--offline-scan;" \
+         "PIPELINE_VULNERABILITY_DB=1 downloads it)" >&2
+    flags+=(--offline-scan)
+fi
+exec .venv/bin/python -m local_engine "${flags[@]}" "$@"
