@@ -29,7 +29,8 @@ pytestmark = pytest.mark.docker
 
 
 def pipeline(*args: str, timeout: float = 1500) -> subprocess.CompletedProcess[str]:
-    """`scripts/pipeline.sh ARGS` without its set-up (the suite's set-up already ran)."""
+    """The local engine as scripts/pipeline.sh runs it, without its set-up (the suite's ran)
+    and with only the flags given here."""
     ca = [f"--ca-bundle=file://{CA_BUNDLE}"] if CA_BUNDLE.exists() else []
     return subprocess.run(
         [sys.executable, "-m", "local_engine", *ca, *args],

@@ -235,7 +235,9 @@ def test_sbom_is_trivy_cyclonedx_of_the_tarball(module: Any, engine: FakeEngine)
     _assert_checker(chain)
     image = calls(only(chain, "withMountedFile").args["source"])
     assert dockerfile_target(only(image, "dockerBuild")) == ("dockerfiles/Dockerfile", "gpu")
-    assert _check_execs(chain) == [trivy.sbom_command("/scan/image.tar", "/scan/sbom.cdx.json")]
+    assert _check_execs(chain) == [
+        trivy.sbom_command("/scan/image.tar", "/scan/sbom.cdx.json", cache_dir="/scan/cache")
+    ]
     assert chain[-1].name == "file" and chain[-1].args == {"path": "/scan/sbom.cdx.json"}
     assert engine.queries == []  # a File is returned, nothing ran yet
 
