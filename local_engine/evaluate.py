@@ -25,8 +25,6 @@ if TYPE_CHECKING:
     from .container import Container
     from .session import Session
 
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
 
 @dataclass(frozen=True)
 class State:

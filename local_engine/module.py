@@ -90,7 +90,6 @@ class Argument:
     type_def: Record
     default_path: str | None
     ignore: tuple[str, ...]
-    has_default: bool
 
     @property
     def flag(self) -> str:
@@ -120,7 +119,6 @@ def functions_of(module_record: Record, object_name: str) -> dict[str, Function]
                     a["type_def"],
                     a.get("default_path"),
                     tuple(a.get("ignore") or ()),
-                    a.get("default_value") is not None,
                 )
                 for a in function.all("with_arg")
             )
