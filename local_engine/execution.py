@@ -90,6 +90,11 @@ class Workspace:
     def __init__(self, session: Session) -> None:
         self.session = session
         self.root = session.state_dir / "execs" / uuid.uuid4().hex
+        if not BUSYBOX.is_file():
+            raise EngineError(
+                f"local engine: {BUSYBOX} is missing: apt-get install busybox-static "
+                "(scripts/setup.sh test installs it)"
+            )
         (self.root / "helper").mkdir(parents=True)
         self.root.chmod(0o700)
         shutil.copy2(BUSYBOX, self.root / "helper/busybox")

@@ -30,14 +30,20 @@ declare -A provides=(
     [docker.io]=dockerd [debootstrap]=debootstrap [git]=git
     [docker-registry]=docker-registry [wrk]=wrk [postgresql]=pg_ctlcluster
     [qemu-user-static]=qemu-aarch64-static [binfmt-support]=update-binfmts
+    [busybox-static]="a static /bin/busybox"
 )
 wanted=(docker.io debootstrap git)
-[[ $profile == test ]] && wanted+=(docker-registry wrk postgresql qemu-user-static binfmt-support)
+# busybox-static: the local engine (scripts/pipeline.sh, tests/engine) mounts it into every step.
+[[ $profile == test ]] && wanted+=(docker-registry wrk postgresql qemu-user-static binfmt-support busybox-static)
 engine_answers() { local d; d=$(ci_module onnx_serving.docker_cli) && "$d" info >/dev/null 2>&1; }
 missing=()
 for package in "${wanted[@]}"; do
     # An engine that already answers (Docker Desktop, a rootless daemon) needs no docker.io.
     [[ $package == docker.io ]] && engine_answers && continue
+    if [[ $package == busybox-static ]]; then  # Debian's dynamic busybox would not do
+        [[ -x /bin/busybox ]] && ! ldd /bin/busybox >/dev/null 2>&1 || missing+=("$package")
+        continue
+    fi
     command -v "${provides[$package]}" >/dev/null || missing+=("$package")
 done
 if ((${#missing[@]})); then
