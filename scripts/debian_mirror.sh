@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# Sourced by the scripts that build stand-ins from Debian packages (ensure_base_image.sh,
-# ensure_postgres_image.sh). `debian_mirror` prints the Debian mirror of this host's apt
+# Sourced by the script that builds stand-ins from Debian packages (ensure_image.sh).
+# `debian_mirror` prints the Debian mirror of this host's apt
 # sources, read at run time so that no mirror is written into the repository (deb822 files,
 # then the one-line format): an entry for bookworm if there is one, else any non-security
 # entry (a mirror carries every release). Callers let DEBIAN_MIRROR=<url> override it (e.g. on

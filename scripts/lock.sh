@@ -11,7 +11,7 @@
 # CUDA major: onnxruntime-gpu <= 1.26 on PyPI is built for CUDA 12 (NVIDIA driver >= 525);
 # >= 1.27 is CUDA 13 (driver >= 580, no GPUs older than Turing). CUDA 12 runs on every
 # driver branch still deployed, so that is the default; GPU_ORT='onnxruntime-gpu[cuda,cudnn]>=1.27'
-# switches to CUDA 13 (then update the driver note in README and docs/DOCKERFILE_GUIDE.md).
+# switches to CUDA 13 (then update the driver note in docs/IMAGES.md and docs/DOCKERFILE_GUIDE.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -3,8 +3,9 @@
 #   ./scripts/manifests.sh --image ghcr.io/my-org/onnx-serving@sha256:<64 hex> [--variant gpu] \
 #       [--storage-uri s3://bucket/repo] --out deploy-out     # writes deploy-out/<variant>/…
 #   ./scripts/manifests.sh --sources deploy                   # regenerates the kustomize tree
-# The definitions live in ci/src/onnx_serving/manifests.py (docs/DEPLOY.md). Needs PyYAML:
-# the repo's .venv when there is one (./scripts/dev_env.sh), else python3's own.
+# Rendered by ci/src/onnx_serving/manifests.py, the resources defined in its deploy/ package
+# (docs/DEPLOY.md). Needs PyYAML: the repo's .venv when there is one (./scripts/dev_env.sh),
+# else python3's own.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 py=python3; [[ -x $repo/.venv/bin/python ]] && py=$repo/.venv/bin/python

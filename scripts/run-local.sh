@@ -2,7 +2,6 @@
 # The main job: build the production cpu image with the bundled default model and serve it.
 #   ./scripts/run-local.sh             # http://127.0.0.1:8000, container `onnx-serving`
 #   PORT=9000 NAME=my-srv ./scripts/run-local.sh
-# (scripts/serve.sh is the same command under its earlier name.)
 # Set-up (scripts/setup.sh serve: Docker engine, .venv, base image) -> BuildKit build of the cpu
 # target (the CA bundle, if any, as a build secret: CA_BUNDLE, default the host's) -> run
 # hardened on 127.0.0.1 -> wait for Docker's `healthy` -> tritonclient smoke test. The steps

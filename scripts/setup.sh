@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one set-up both README commands run first; idempotent, and quick when all is in place.
-#   ./scripts/setup.sh serve   # what ./scripts/serve.sh needs
+#   ./scripts/setup.sh serve   # what ./scripts/run-local.sh needs
 #   ./scripts/setup.sh test    # what ./scripts/test.sh needs (everything)
 # serve: a Docker engine (Debian's dockerd, started if none answers), debootstrap (the base-image
 #        stand-in where no registry is reachable), .venv (the smoke client), the cpu base image.
@@ -8,12 +8,12 @@
 #        PostgreSQL 15 (the tests start their own clusters), every variant's base image, and
 #        linux/arm64 under emulation (qemu-user-static + binfmt-support): the published
 #        variants' base images for linux/arm64 too, in that registry, which a dockerd started
-#        here uses as its registry mirror for docker.io (ensure_base_image.sh --mirror).
+#        here uses as its registry mirror for docker.io (ensure_image.sh --mirror).
 # On Debian/Ubuntu as root it installs what is missing with apt; it never reinstalls what is
 # there and never touches a Docker engine that already answers. Elsewhere (not root, another
 # OS, Docker Desktop) it uses what is there: no engine is one line naming the command to run;
 # any other missing tool is a warning naming its package, and what needs it says so again
-# (ensure_base_image.sh without debootstrap; skipped tests in ./scripts/test.sh's summary).
+# (ensure_image.sh without debootstrap; skipped tests in ./scripts/test.sh's summary).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile=${1:-test}
@@ -162,11 +162,11 @@ fi
 variants=(cpu)
 [[ $profile == test ]] && variants=()  # every variant
 ci_module onnx_serving.local bases "${variants[@]}" | while read -r image; do
-    ./scripts/ensure_base_image.sh "$image"
+    ./scripts/ensure_image.sh "$image"
 done
 # The published variants' linux/arm64 bases, in the registry dockerd mirrors docker.io from.
 if [[ $profile == test && -n $emulation ]] && (exec 3<>/dev/tcp/127.0.0.1/5000) 2>/dev/null; then
     ci_module onnx_serving.base_images bases linux/arm64 | while read -r image; do
-        ./scripts/ensure_base_image.sh --mirror 127.0.0.1:5000 "$image" linux/arm64
+        ./scripts/ensure_image.sh --mirror 127.0.0.1:5000 "$image" linux/arm64
     done
 fi

@@ -155,7 +155,7 @@ def base_image(docker: Docker) -> str:
     """The base images the Dockerfiles start FROM, present locally: already there, pulled, or
     a Debian stand-in built. Returns the cpu variant's."""
     for image in BASE_IMAGES:
-        docker.ensure_image("ensure_base_image.sh", image)
+        docker.ensure_image(image)
     return base_image_of(Variant.cpu)
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from onnx_serving.manifests import KSERVE_RELEASE
+from onnx_serving.deploy.kserve import KSERVE_RELEASE
 
 Schema = dict[str, Any]
 

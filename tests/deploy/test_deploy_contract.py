@@ -1,8 +1,9 @@
 """The manifests state the image's contract as the image and the server define it.
 
 Port, user, health paths, probe timing, variable names, the drain time and the thread
-count each have one home (images.py, the Dockerfile, service/); manifests.py imports what it
-can and restates the rest, and these tests compare every restated value with its home.
+count each have one home (images.py, the Dockerfile, service/); the manifests' modules
+(ci/src/onnx_serving/deploy/) import what they can and restate the rest, and these tests
+compare every restated value with its home.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from onnx_serving import manifests
+from onnx_serving.deploy import kserve, kubernetes, pod
 from onnx_serving.images import (
     CONTAINER_PORT,
     HARDENED_RUN_FLAGS,
@@ -73,7 +74,7 @@ def _env(container: dict[str, Any]) -> dict[str, str]:
 
 
 def rendered_instance(variant: Variant) -> str:
-    return manifests.NAME + variant.spec.tag_suffix
+    return pod.NAME + variant.spec.tag_suffix
 
 
 def _seconds(probe: dict[str, Any]) -> int:
@@ -112,14 +113,14 @@ def test_the_port_is_the_images() -> None:
 
 
 def test_the_user_is_the_images_and_the_pod_is_locked_down() -> None:
-    assert _instruction("serving", "USER") == [f"{IMAGE_UID}:{manifests.IMAGE_GID}"]
+    assert _instruction("serving", "USER") == [f"{IMAGE_UID}:{pod.IMAGE_GID}"]
     # The same restrictions as HARDENED_RUN_FLAGS (docker run / compose).
     assert {"--read-only", "--cap-drop", "no-new-privileges"} <= set(HARDENED_RUN_FLAGS)
     for _, doc in workloads():
         for container in containers(doc):
             security = container["securityContext"]
             assert security["runAsUser"] == IMAGE_UID
-            assert security["runAsGroup"] == manifests.IMAGE_GID
+            assert security["runAsGroup"] == pod.IMAGE_GID
             assert security["runAsNonRoot"] is True
             assert security["readOnlyRootFilesystem"] is True
             assert security["allowPrivilegeEscalation"] is False
@@ -128,13 +129,13 @@ def test_the_user_is_the_images_and_the_pod_is_locked_down() -> None:
             assert security["seccompProfile"] == {"type": "RuntimeDefault"}
             assert all("hostPort" not in port for port in container["ports"])
         # The rest of the restricted Pod Security Standard: no host namespaces or paths.
-        pod = pod_spec(doc)
-        assert not {"hostNetwork", "hostPID", "hostIPC"} & set(pod)
-        assert all(set(volume) == {"name", "emptyDir"} for volume in pod["volumes"])
+        template = pod_spec(doc)
+        assert not {"hostNetwork", "hostPID", "hostIPC"} & set(template)
+        assert all(set(volume) == {"name", "emptyDir"} for volume in template["volumes"])
         if doc["kind"] == "Deployment":
-            assert pod["securityContext"]["runAsUser"] == IMAGE_UID
-            assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-            assert pod["automountServiceAccountToken"] is False
+            assert template["securityContext"]["runAsUser"] == IMAGE_UID
+            assert template["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+            assert template["automountServiceAccountToken"] is False
 
 
 def test_the_writable_tmp_is_the_one_of_the_hardened_run_flags() -> None:
@@ -154,26 +155,26 @@ def test_the_writable_tmp_is_the_one_of_the_hardened_run_flags() -> None:
 
 def test_probe_paths_are_the_servers_routes() -> None:
     app = (REPO / "service/app.py").read_text()
-    for path in (manifests.LIVE_PATH, manifests.READY_PATH, manifests.METRICS_PATH):
+    for path in (pod.LIVE_PATH, pod.READY_PATH, pod.METRICS_PATH):
         assert re.search(rf'@app\.get\(\s*"{re.escape(path)}"', app), path
     # The image's HEALTHCHECK asks the same readiness URL.
     probe = Path(healthcheck.__file__).read_text()
-    assert f"127.0.0.1:{{port}}{manifests.READY_PATH}" in probe
+    assert f"127.0.0.1:{{port}}{pod.READY_PATH}" in probe
     for _, doc in workloads():
         for container in containers(doc):
-            assert container["startupProbe"]["httpGet"]["path"] == manifests.LIVE_PATH
-            assert container["livenessProbe"]["httpGet"]["path"] == manifests.LIVE_PATH
-            assert container["readinessProbe"]["httpGet"]["path"] == manifests.READY_PATH
+            assert container["startupProbe"]["httpGet"]["path"] == pod.LIVE_PATH
+            assert container["livenessProbe"]["httpGet"]["path"] == pod.LIVE_PATH
+            assert container["readinessProbe"]["httpGet"]["path"] == pod.READY_PATH
 
 
 def test_probe_timing_is_the_images_healthcheck() -> None:
     check = _healthcheck()
     assert (check["interval"], check["timeout"], check["retries"]) == (
-        manifests.PROBE_PERIOD_S,
-        manifests.PROBE_TIMEOUT_S,
-        manifests.PROBE_FAILURES,
+        pod.PROBE_PERIOD_S,
+        pod.PROBE_TIMEOUT_S,
+        pod.PROBE_FAILURES,
     )
-    assert healthcheck.TIMEOUT_SECONDS <= manifests.PROBE_TIMEOUT_S
+    assert healthcheck.TIMEOUT_SECONDS <= pod.PROBE_TIMEOUT_S
     startup: dict[Variant, int] = {}
     for variant, doc in workloads():
         for container in containers(doc):
@@ -187,7 +188,7 @@ def test_probe_timing_is_the_images_healthcheck() -> None:
     # The image's start period covers a CPU start; a GPU (CUDA libraries) gets longer.
     assert startup[Variant.cpu] >= check["start-period"]
     assert startup[Variant.gpu] > startup[Variant.cpu]
-    assert startup[Variant.gpu] == manifests.SIZING[Variant.gpu].startup_s
+    assert startup[Variant.gpu] == pod.sizing(Variant.gpu).startup_s
 
 
 def test_prometheus_scrapes_the_metrics_route() -> None:
@@ -197,10 +198,10 @@ def test_prometheus_scrapes_the_metrics_route() -> None:
         assert template["metadata"]["annotations"] == {
             "prometheus.io/scrape": "true",
             "prometheus.io/port": str(CONTAINER_PORT),
-            "prometheus.io/path": manifests.METRICS_PATH,
+            "prometheus.io/path": pod.METRICS_PATH,
         }
         runtime = one(docs["kserve/servingruntime.yaml"], "ServingRuntime")
-        assert runtime["spec"]["annotations"]["prometheus.kserve.io/path"] == manifests.METRICS_PATH
+        assert runtime["spec"]["annotations"]["prometheus.kserve.io/path"] == pod.METRICS_PATH
         isvc = one(docs["kserve/inferenceservice.yaml"], "InferenceService")
         annotations = isvc["metadata"]["annotations"]
         assert annotations["serving.kserve.io/enable-prometheus-scraping"] == "true"
@@ -210,8 +211,8 @@ def test_prometheus_scrapes_the_metrics_route() -> None:
 
 
 def test_every_variable_set_is_a_declared_setting_with_a_valid_value() -> None:
-    assert manifests.MODEL_REPOSITORY_ENV in DECLARED
-    assert manifests.LOG_FORMAT_ENV in DECLARED
+    assert pod.MODEL_REPOSITORY_ENV in DECLARED
+    assert pod.LOG_FORMAT_ENV in DECLARED
     seen = set()
     for variant, doc in workloads():
         for container in containers(doc):
@@ -222,7 +223,7 @@ def test_every_variable_set_is_a_declared_setting_with_a_valid_value() -> None:
             # Thread count and providers come from the image and the CPU limit, not copies.
             assert "INTRA_OP_THREADS" not in _env(container)
             assert "EXECUTION_PROVIDERS" not in _env(container)
-    assert seen == {manifests.MODEL_REPOSITORY_ENV, manifests.LOG_FORMAT_ENV}
+    assert seen == {pod.MODEL_REPOSITORY_ENV, pod.LOG_FORMAT_ENV}
 
 
 def test_the_model_repository_is_where_each_platform_puts_models() -> None:
@@ -235,15 +236,15 @@ def test_the_model_repository_is_where_each_platform_puts_models() -> None:
         # KServe downloads storageUri to /mnt/models: the runtime serves that folder.
         runtime = one(docs["kserve/servingruntime.yaml"], "ServingRuntime")
         (container,) = containers(runtime)
-        assert container["name"] == manifests.KSERVE_CONTAINER_NAME
-        assert _env(container)["MODEL_REPOSITORY"] == manifests.KSERVE_MODEL_DIR
+        assert container["name"] == kserve.KSERVE_CONTAINER_NAME
+        assert _env(container)["MODEL_REPOSITORY"] == kserve.KSERVE_MODEL_DIR
         isvc = one(docs["kserve/inferenceservice.yaml"], "InferenceService")
         model = isvc["spec"]["predictor"]["model"]
         assert model["runtime"] == runtime["metadata"]["name"]
         formats = [f["name"] for f in runtime["spec"]["supportedModelFormats"]]
         assert model["modelFormat"]["name"] in formats
         assert model["protocolVersion"] in runtime["spec"]["protocolVersions"] == ["v2"]
-        assert model["storageUri"] == manifests.DEFAULT_STORAGE_URI
+        assert model["storageUri"] == kserve.DEFAULT_STORAGE_URI
 
 
 def test_the_grace_period_covers_the_servers_drain() -> None:
@@ -252,12 +253,12 @@ def test_the_grace_period_covers_the_servers_drain() -> None:
     flush = DECLARED.get("PREDICTION_LOG_FLUSH_TIMEOUT_S", (None, 0))[1]
     assert drain + flush <= STOP_TIMEOUT_S
     for variant in PUBLISHED:
-        pod = pod_spec(one(rendered(variant)["kubernetes.yaml"], "Deployment"))
-        (container,) = pod["containers"]
+        template = pod_spec(one(rendered(variant)["kubernetes.yaml"], "Deployment"))
+        (container,) = template["containers"]
         pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
         # The grace period starts with preStop; SIGTERM (and the drain) follow it.
-        assert pod["terminationGracePeriodSeconds"] == pre_stop + STOP_TIMEOUT_S
-        assert pod["terminationGracePeriodSeconds"] - pre_stop >= drain + flush
+        assert template["terminationGracePeriodSeconds"] == pre_stop + STOP_TIMEOUT_S
+        assert template["terminationGracePeriodSeconds"] - pre_stop >= drain + flush
 
 
 @pytest.mark.parametrize("variant", PUBLISHED)
@@ -281,7 +282,7 @@ def test_the_thread_count_follows_the_cpu_limit(variant: Variant, tmp_path: Path
         group.mkdir(parents=True, exist_ok=True)
         (group / "cpu.max").write_text(f"{cores * 100000} 100000\n")
         usable = cpus.usable_cpu_count(set(range(64)), tmp_path / "cgroup", proc)
-        assert usable == cores == manifests.SIZING[variant].cpu
+        assert usable == cores == pod.sizing(variant).cpu
         assert DECLARED["INFERENCE_WORKERS"][1] == 1  # so all of them go to one session
 
 
@@ -308,7 +309,7 @@ def test_autoscaling_and_disruption_budget_target_the_workload() -> None:
         assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
         (metric,) = hpa["spec"]["metrics"]
         assert metric["resource"]["name"] == "cpu"
-        sizing = manifests.SIZING[variant]
+        sizing = pod.sizing(variant)
         assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (
             sizing.min_replicas,
             sizing.max_replicas,
@@ -316,21 +317,22 @@ def test_autoscaling_and_disruption_budget_target_the_workload() -> None:
         pdb = one(docs, "PodDisruptionBudget")
         assert pdb["spec"]["selector"]["matchLabels"] == selector
         assert one(docs, "Service")["spec"]["selector"] == selector
-        startup = math.ceil(sizing.startup_s / manifests.PROBE_PERIOD_S)
+        startup = math.ceil(sizing.startup_s / pod.PROBE_PERIOD_S)
         assert containers(deployment)[0]["startupProbe"]["failureThreshold"] == startup
 
 
 def test_every_document_is_labelled_for_its_instance() -> None:
     for variant, _, doc in all_documents():
         labels = doc["metadata"]["labels"]
-        assert labels["app.kubernetes.io/name"] == manifests.NAME
+        assert labels["app.kubernetes.io/name"] == pod.NAME
         assert labels["app.kubernetes.io/instance"] == rendered_instance(variant)
         assert doc["metadata"]["name"] == rendered_instance(variant)
 
 
 def test_every_published_variant_has_manifests() -> None:
-    """A new published row in the variant table needs its Sizing (and a Dockerfile target)."""
-    assert set(manifests.SIZING) == set(PUBLISHED)
-    assert manifests.BASE_VARIANT in PUBLISHED
+    """A published row of the variant table has its pod sizing (the table refuses one without)
+    and a Dockerfile target."""
+    assert all(variant.spec.sizing is not None for variant in PUBLISHED)
+    assert kubernetes.BASE_VARIANT in PUBLISHED
     for variant in PUBLISHED:
         assert variant.spec.target in _stages(), variant

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from onnx_serving import manifests
+from onnx_serving.deploy import kserve, kubernetes, kustomize, pod
 from onnx_serving.variants import Variant
 from tests.service.live_server import LiveServer, running_server
 
@@ -80,9 +80,9 @@ def test_the_curl_snippet_serves_a_request(server: LiveServer, tmp_path: Path) -
 
 def test_the_doc_names_the_pinned_versions_and_real_options() -> None:
     text = DOC.read_text()
-    assert f"KServe {manifests.KSERVE_RELEASE}" in text
-    assert f"tests/deploy/kserve-{manifests.KSERVE_RELEASE}/" in text
-    for version in manifests.KUBERNETES_VERSIONS:
+    assert f"KServe {kserve.KSERVE_RELEASE}" in text
+    assert f"tests/deploy/kserve-{kserve.KSERVE_RELEASE}/" in text
+    for version in kubernetes.KUBERNETES_VERSIONS:
         assert f"**{version.rsplit('.', 1)[0]}**" in text
     done = subprocess.run(
         [sys.executable, "-m", "onnx_serving.manifests", "--help"],
@@ -100,18 +100,18 @@ def test_the_doc_names_the_pinned_versions_and_real_options() -> None:
     options = {o for line in commands for o in re.findall(r"\s(--[a-z-]+)", line)}
     assert {"--image", "--variant", "--out", "--storage-uri", "--sources"} <= options
     assert sorted(o for o in options if o not in done.stdout) == ["--path"]  # Dagger's export
-    assert manifests.SOURCES_COMMAND in text
+    assert kustomize.SOURCES_COMMAND in text
 
 
 def test_the_doc_states_the_rendered_numbers() -> None:
     text = " ".join(DOC.read_text().split())  # line breaks as spaces
-    cpu, gpu = manifests.SIZING[Variant.cpu], manifests.SIZING[Variant.gpu]
+    cpu, gpu = pod.sizing(Variant.cpu), pod.sizing(Variant.gpu)
     for stated in (
-        f"`terminationGracePeriodSeconds` ({manifests.TERMINATION_GRACE_S})",
-        f"a {manifests.PRE_STOP_S} s `preStop` pause",
+        f"`terminationGracePeriodSeconds` ({kubernetes.TERMINATION_GRACE_S})",
+        f"a {kubernetes.PRE_STOP_S} s `preStop` pause",
         f"CPU: {cpu.cpu} cores, {cpu.memory.removesuffix('Gi')} GiB; "
         f"GPU: {gpu.cpu} cores, {gpu.memory.removesuffix('Gi')} GiB",
-        f"**CPU utilization at {manifests.CPU_TARGET_PERCENT} % of the request**",
+        f"**CPU utilization at {kubernetes.CPU_TARGET_PERCENT} % of the request**",
         f"between {cpu.min_replicas} and {cpu.max_replicas} pods "
         f"(GPU: {gpu.min_replicas} to {gpu.max_replicas})",
         f"target {cpu.kserve_concurrency} for CPU, {gpu.kserve_concurrency} for GPU",

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from onnx_serving import manifests
+from onnx_serving import manifests, validation
+from onnx_serving.deploy import kustomize, pod
 from onnx_serving.variants import PUBLISHED, Variant
 
 from .support import (
@@ -46,7 +47,7 @@ SCRIPT = REPO / "scripts/manifests.sh"
     ],
 )
 def test_a_digest_reference_is_pinned(reference: str, pinned: str) -> None:
-    assert str(manifests.pinned_image(reference)) == pinned
+    assert str(validation.pinned_image(reference)) == pinned
     text = manifests.render(reference, Variant.cpu)["cpu/kubernetes.yaml"]
     deployment = documents(text)[0]
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == pinned
@@ -108,7 +109,7 @@ def test_a_bad_namespace_is_a_one_line_error(namespace: str) -> None:
 
 @pytest.mark.parametrize("variant", PUBLISHED)
 def test_every_resource_is_in_the_namespace_given(variant: Variant) -> None:
-    for namespace in (manifests.DEFAULT_NAMESPACE, "ml-serving"):
+    for namespace in (pod.DEFAULT_NAMESPACE, "ml-serving"):
         files = manifests.render(image_of(variant), variant, namespace=namespace)
         docs = [d for text in files.values() for d in documents(text)]
         assert {d["metadata"]["namespace"] for d in docs} == {namespace}
@@ -129,7 +130,7 @@ def test_render_writes_the_set_for_one_variant(variant: Variant) -> None:
     assert isvc["spec"]["predictor"]["model"]["storageUri"] == "pvc://models/repo"
     for text in files.values():  # the digest, and nothing else, names the image
         assert pinned_of(variant) in text or "InferenceService" in text
-        assert manifests.PLACEHOLDER_DIGEST not in text
+        assert pod.PLACEHOLDER_DIGEST not in text
         assert ":1.2.3" not in text
 
 
@@ -167,7 +168,7 @@ def test_render_published_takes_publish_output() -> None:
 
 
 def test_deploy_is_what_the_module_generates() -> None:
-    expected = manifests.sources()
+    expected = kustomize.sources()
     committed = {
         str(p.relative_to(DEPLOY)): p.read_text()
         for p in DEPLOY.rglob("*")
@@ -177,7 +178,7 @@ def test_deploy_is_what_the_module_generates() -> None:
     changed = sorted(p for p in expected if p in committed and committed[p] != expected[p])
     assert not stale and not changed, (
         f"deploy/ differs from ci/src/onnx_serving/manifests.py (files {stale + changed}): "
-        f"run {manifests.SOURCES_COMMAND}"
+        f"run {kustomize.SOURCES_COMMAND}"
     )
 
 
@@ -225,7 +226,7 @@ def test_kustomize_of_deploy_with_a_digest_is_what_render_writes(
         (mine / "kustomization.yaml").write_text(
             "namespace: ml-serving\n"
             f"resources:\n- {os.path.relpath(tmp_path / 'deploy' / source, mine)}\n"
-            f"images:\n- name: {manifests.IMAGE_NAME}\n  newName: {REPOSITORY}\n"
+            f"images:\n- name: {pod.IMAGE_NAME}\n  newName: {REPOSITORY}\n"
             f"  digest: {digest}\n"
         )
         built = _by_name(_kustomize(kubectl, mine))
@@ -234,9 +235,9 @@ def test_kustomize_of_deploy_with_a_digest_is_what_render_writes(
 
         committed = _kustomize(kubectl, tmp_path / "deploy" / source)
         images = {c["image"] for d in committed for c in containers(d)}
-        assert images == {manifests.PLACEHOLDER_IMAGE}
+        assert images == {pod.PLACEHOLDER_IMAGE}
         namespaces = {d["metadata"]["namespace"] for d in committed}
-        assert namespaces == {manifests.DEFAULT_NAMESPACE}
+        assert namespaces == {pod.DEFAULT_NAMESPACE}
 
 
 def test_the_cli_and_the_script_write_the_set(tmp_path: Path) -> None:
@@ -264,7 +265,7 @@ def test_the_cli_and_the_script_write_the_set(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert sources.returncode == 0, sources.stderr
-    for path, text in manifests.sources().items():
+    for path, text in kustomize.sources().items():
         assert (tmp_path / "regenerated" / path).read_text() == text
 
 
@@ -357,11 +358,11 @@ def test_the_usage_names_the_command_and_its_options(capsys: pytest.CaptureFixtu
 def test_the_tmpfs_size_becomes_a_kubernetes_quantity(
     tmpfs: str, expected: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(manifests, "HARDENED_RUN_FLAGS", ("--read-only", "--tmpfs", tmpfs))
-    assert manifests._tmpfs() == expected
+    monkeypatch.setattr(pod, "HARDENED_RUN_FLAGS", ("--read-only", "--tmpfs", tmpfs))
+    assert pod.tmpfs() == expected
 
 
 def test_a_tmpfs_without_a_size_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(manifests, "HARDENED_RUN_FLAGS", ("--tmpfs", "/tmp:size=64"))
+    monkeypatch.setattr(pod, "HARDENED_RUN_FLAGS", ("--tmpfs", "/tmp:size=64"))
     with pytest.raises(ValueError, match=r"--tmpfs '/tmp:size=64' has no size=<n>\[kmg\]"):
-        manifests._tmpfs()
+        pod.tmpfs()

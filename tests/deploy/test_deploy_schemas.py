@@ -1,8 +1,8 @@
 """Every rendered manifest against the schemas of its API, offline and strict.
 
 Kubernetes resources: kubernetes-validate --strict (unknown fields fail) for each pinned
-Kubernetes version (manifests.KUBERNETES_VERSIONS). KServe resources: the vendored CRD schemas
-of manifests.KSERVE_RELEASE (tests/deploy/crds.py), closed against unknown fields, metadata as
+Kubernetes version (kubernetes.KUBERNETES_VERSIONS). KServe resources: the vendored CRD schemas
+of kserve.KSERVE_RELEASE (tests/deploy/crds.py), closed against unknown fields, metadata as
 Kubernetes' ObjectMeta, and each runtime container also as a core Container. Each validator
 is shown to reject a broken copy, so a pass means something.
 """
@@ -25,6 +25,7 @@ import referencing
 from kubernetes_validate.utils import all_versions  # type: ignore[import-untyped]
 
 from onnx_serving import manifests
+from onnx_serving.deploy import kserve, kubernetes
 from onnx_serving.variants import PUBLISHED, Variant
 
 from . import crds
@@ -54,10 +55,10 @@ def _id(value: object) -> str:
 
 def test_the_pinned_kubernetes_versions_are_bundled() -> None:
     bundled = set(all_versions())
-    assert set(manifests.KUBERNETES_VERSIONS) <= bundled, sorted(bundled)
+    assert set(kubernetes.KUBERNETES_VERSIONS) <= bundled, sorted(bundled)
 
 
-@pytest.mark.parametrize("version", manifests.KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("version", kubernetes.KUBERNETES_VERSIONS)
 @pytest.mark.parametrize(("variant", "doc"), _kubernetes_documents(), ids=_id)
 def test_kubernetes_resources_validate_strictly(
     version: str, variant: Variant, doc: dict[str, Any]
@@ -66,7 +67,7 @@ def test_kubernetes_resources_validate_strictly(
     assert kubernetes_validate.validate(doc, version, strict=True) == version.rsplit(".", 1)[0]
 
 
-@pytest.mark.parametrize("version", manifests.KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("version", kubernetes.KUBERNETES_VERSIONS)
 def test_kubernetes_validate_cli_passes_every_rendered_file(version: str, tmp_path: Path) -> None:
     """The command line users run, on the files as written: every resource passes, none is
     skipped for want of a schema (the CLI only warns then)."""
@@ -90,7 +91,7 @@ def test_kubernetes_validate_cli_passes_every_rendered_file(version: str, tmp_pa
 
 def test_strict_kubernetes_validation_rejects_unknown_and_mistyped_fields() -> None:
     deployment = one(rendered(Variant.cpu)[KUBERNETES], "Deployment")
-    version = manifests.KUBERNETES_VERSIONS[0]
+    version = kubernetes.KUBERNETES_VERSIONS[0]
     unknown = copy.deepcopy(deployment)
     unknown["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
     mistyped = copy.deepcopy(deployment)
@@ -137,7 +138,7 @@ def _kserve_errors(doc: dict[str, Any], kind: str | None = None) -> list[str]:
         [] if doc["apiVersion"] == source["apiVersion"] else [f"apiVersion {doc['apiVersion']}"]
     )
     errors += [f"{list(e.path)}: {e.message}" for e in _crd_validator(plural).iter_errors(doc)]
-    for version in manifests.KUBERNETES_VERSIONS:
+    for version in kubernetes.KUBERNETES_VERSIONS:
         meta = _core_validator(version, "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta")
         errors += [f"metadata {e.message}" for e in meta.iter_errors(doc["metadata"])]
     return errors
@@ -146,7 +147,7 @@ def _kserve_errors(doc: dict[str, Any], kind: str | None = None) -> list[str]:
 def test_the_vendored_crds_are_the_pinned_release_unaltered() -> None:
     for plural, (kind, version) in crds.CRDS.items():
         source, schema = crds.load(plural)
-        assert source["tag"] == manifests.KSERVE_RELEASE
+        assert source["tag"] == kserve.KSERVE_RELEASE
         assert source["repository"] == crds.REPOSITORY
         assert len(source["commit"]) == 40 and len(source["blob"]) == 40
         assert source["path"] == f"config/crd/full/serving.kserve.io_{plural}.yaml"
@@ -155,7 +156,7 @@ def test_the_vendored_crds_are_the_pinned_release_unaltered() -> None:
         assert crds.digest(crds.expand(schema)) == source["sha256"], plural
         assert crds.compress(crds.expand(schema)) == schema, plural
     readme = (crds.FOLDER / "README.md").read_text()
-    assert manifests.KSERVE_RELEASE in readme
+    assert kserve.KSERVE_RELEASE in readme
     assert all(crds.load(p)[0]["commit"] in readme for p in crds.CRDS)
 
 
@@ -171,7 +172,7 @@ def test_the_runtime_also_validates_as_a_cluster_serving_runtime(variant: Varian
     assert _kserve_errors(runtime, "ClusterServingRuntime") == []
 
 
-@pytest.mark.parametrize("version", manifests.KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("version", kubernetes.KUBERNETES_VERSIONS)
 @pytest.mark.parametrize("variant", PUBLISHED)
 def test_runtime_containers_are_valid_kubernetes_containers(version: str, variant: Variant) -> None:
     runtime = one(rendered(variant)["kserve/servingruntime.yaml"], "ServingRuntime")

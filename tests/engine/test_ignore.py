@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from local_engine.ignore import copy_tree, is_excluded
-from onnx_serving.main import SOURCE_IGNORE
+from onnx_serving.build import SOURCE_IGNORE
 
 DOCKER = "/usr/bin/docker"
 

@@ -94,10 +94,10 @@ class Docker:
     def output(self, *args: str, timeout: float = 120) -> str:
         return self.run(*args, timeout=timeout).stdout.strip()
 
-    def ensure_image(self, script: str, image: str) -> str:
-        """Make `image` local with scripts/`script` (local, pulled, or a Debian stand-in)."""
+    def ensure_image(self, image: str) -> str:
+        """Make `image` local with scripts/ensure_image.sh (local, pulled, or a Debian stand-in)."""
         done = subprocess.run(
-            [f"scripts/{script}", image],
+            ["scripts/ensure_image.sh", image],
             capture_output=True,
             text=True,
             timeout=900,
@@ -105,7 +105,7 @@ class Docker:
             cwd=REPO,
         )
         if done.returncode != 0:
-            pytest.fail(f"{script} {image} failed:\n{done.stderr[-3000:]}", pytrace=False)
+            pytest.fail(f"ensure_image.sh {image} failed:\n{done.stderr[-3000:]}", pytrace=False)
         return image
 
     def build(self, variant: Variant, tag: str, secret_file: Path) -> None:

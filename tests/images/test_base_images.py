@@ -191,7 +191,7 @@ def test_an_arm64_build_finds_its_base_in_the_mirror_and_runs_emulated(
         pytest.skip(message)
     base = base_image(Variant.cpu)
     ensured = subprocess.run(
-        ["scripts/ensure_base_image.sh", "--mirror", REGISTRY, base, ARM64],
+        ["scripts/ensure_image.sh", "--mirror", REGISTRY, base, ARM64],
         capture_output=True,
         text=True,
         timeout=1500,

@@ -69,7 +69,7 @@ def compose_env(docker: Docker, tmp_path_factory: pytest.TempPathFactory) -> dic
 @pytest.fixture(scope="module")
 def postgres_image(docker: Docker) -> str:
     """postgres:15 in the local engine: already there, pulled, or the Debian stand-in."""
-    return docker.ensure_image("ensure_postgres_image.sh", POSTGRES_IMAGE)
+    return docker.ensure_image(POSTGRES_IMAGE)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ def test_lock_script_keeps_the_locks_when_a_compile_fails(tmp_path: Path) -> Non
     shutil.copy2(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
     shutil.copytree(REPO / "ci/src/onnx_serving", tmp_path / "ci/src/onnx_serving")  # the table
     shutil.copytree(REPO / "requirements", tmp_path / "requirements")
+    shutil.copytree(REPO / "dockerfiles", tmp_path / "dockerfiles")  # each variant's lock
     (tmp_path / ".venv").symlink_to(Path(sys.executable).parent.parent)
     uv = tmp_path / "fake-uv"
     uv.write_text(
@@ -56,7 +57,7 @@ def test_lock_script_keeps_the_locks_when_a_compile_fails(tmp_path: Path) -> Non
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the mirror lookup comes after the root check")
-def test_ensure_base_image_says_when_no_debian_mirror_is_found(tmp_path: Path) -> None:
+def test_ensure_image_says_when_no_debian_mirror_is_found(tmp_path: Path) -> None:
     """A sources file with no usable entry last used to end the script silently (exit 1)."""
     apt = tmp_path / "apt"
     (apt / "sources.list.d").mkdir(parents=True)
@@ -68,7 +69,7 @@ def test_ensure_base_image_says_when_no_debian_mirror_is_found(tmp_path: Path) -
     executable(bin_dir / "debootstrap", "#!/bin/sh\nexit 0\n")
     env = {k: v for k, v in os.environ.items() if k != "DEBIAN_MIRROR"}
     done = subprocess.run(
-        [str(REPO / "scripts/ensure_base_image.sh"), "python:3.11-slim-bookworm"],
+        [str(REPO / "scripts/ensure_image.sh"), "python:3.11-slim-bookworm"],
         env={
             **env,
             "APT_SOURCES_DIR": str(apt),
@@ -95,14 +96,14 @@ def test_serve_runs_the_container_with_the_server_grace_period(tmp_path: Path) -
         tmp_path / "docker",
         "#!/bin/bash\n"
         f'echo "$*" >> {calls}\n'
-        "[[ $1 == run ]] && exit 1\n"  # stop serve.sh right after the run
+        "[[ $1 == run ]] && exit 1\n"  # stop run-local.sh right after the run
         "exit 0\n",
     )
-    with socket.socket() as s:  # a free port: serve.sh refuses a busy one
+    with socket.socket() as s:  # a free port: run-local.sh refuses a busy one
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     done = subprocess.run(
-        [str(REPO / "scripts/serve.sh")],
+        [str(REPO / "scripts/run-local.sh")],
         env={**os.environ, "DOCKER": str(docker), "PORT": str(port), "NAME": "fake-serve"},
         capture_output=True,
         text=True,
@@ -114,3 +115,25 @@ def test_serve_runs_the_container_with_the_server_grace_period(tmp_path: Path) -
     assert "--stop-timeout" in runs[0], runs[0]
     stop_timeout = int(runs[0][runs[0].index("--stop-timeout") + 1])
     assert stop_timeout > Settings().shutdown_timeout_s, runs[0]
+
+
+def test_build_refuses_a_bad_model_folder_before_anything_runs(tmp_path: Path) -> None:
+    """A folder that is neither a model repository nor one .onnx file: one line naming it,
+    before any image is made (not even the base image: no inspect, pull, import or build)."""
+    calls = tmp_path / "calls"
+    docker = executable(tmp_path / "docker", f'#!/bin/bash\necho "$*" >> {calls}\nexit 0\n')
+    models = tmp_path / "not-models"
+    (models / "mlp").mkdir(parents=True)
+    (models / "mlp" / "notes.txt").write_text("no model here")
+    done = subprocess.run(
+        [str(REPO / "scripts/build.sh"), "--models", str(models), "cpu"],
+        env={**os.environ, "DOCKER": str(docker)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode != 0, done.stdout
+    assert str(models) in done.stderr, done.stderr
+    made = calls.read_text().splitlines() if calls.exists() else []
+    assert not [c for c in made if c.split()[0] in {"image", "pull", "import", "build"}], made

@@ -103,9 +103,9 @@ def test_size_table_and_optimized_budget(
     assert sizes.cut(Variant.cpu) >= CUT_GOAL, size_table(sizes)
 
 
-def test_ensure_base_image_rejects_an_image_it_cannot_provide(docker: Docker) -> None:
+def test_ensure_image_rejects_an_image_it_cannot_provide(docker: Docker) -> None:
     result = subprocess.run(
-        ["scripts/ensure_base_image.sh", "images-no-such-base:1"],
+        ["scripts/ensure_image.sh", "images-no-such-base:1"],
         capture_output=True,
         text=True,
         timeout=120,

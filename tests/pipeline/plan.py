@@ -157,7 +157,7 @@ def _host_glob(chain: list[Call]) -> list[str]:
         raise AssertionError(f"no stand-in glob for {names(chain)}")
     root = Path(str(chain[1].args["path"]))
     pattern = str(chain[-1].args["pattern"])
-    # As main._release_tags expects of the engine's glob (doublestar): a trailing `**` matches
+    # As release.git_tags expects of the engine's glob (doublestar): a trailing `**` matches
     # files at any depth too (pathlib's, in Python 3.11, only folders); folders end with "/".
     matches = {*root.glob(pattern), *(root.glob(f"{pattern}/*") if pattern.endswith("**") else ())}
     return sorted(p.relative_to(root).as_posix() + "/" * p.is_dir() for p in matches)

@@ -17,7 +17,7 @@ from functools import cache
 import pytest
 from dagger import dag
 
-from onnx_serving.main import SOURCE_IGNORE
+from onnx_serving.build import SOURCE_IGNORE
 from onnx_serving.variants import ALL_DOCKERFILES
 
 from .conftest import make_module

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from onnx_serving import manifests
+from onnx_serving.deploy import kserve
 from onnx_serving.variants import Variant
 
 from .plan import Call, FakeEngine, calls, fake_engine, names
@@ -24,7 +25,7 @@ def test_manifests_writes_the_rendered_set(module: Any, engine: FakeEngine) -> N
     chain = calls(out)
     assert names(chain) == ["directory"] + ["withNewFile"] * (len(chain) - 1)
     written = {c.args["path"]: c.args["contents"] for c in chain[1:]}
-    assert written == manifests.render(IMAGE, Variant.gpu, manifests.DEFAULT_STORAGE_URI, "ml")
+    assert written == manifests.render(IMAGE, Variant.gpu, kserve.DEFAULT_STORAGE_URI, "ml")
     assert any(f"@{DIGEST}" in text for text in written.values())
     assert engine.queries == []  # a Directory is returned, nothing ran
 

@@ -9,7 +9,8 @@ import subprocess
 import sys
 import tomllib
 
-from onnx_serving.main import SOURCE_IGNORE, OnnxServing
+from onnx_serving.build import SOURCE_IGNORE
+from onnx_serving.main import OnnxServing
 from onnx_serving.variants import ALL_DOCKERFILES, Variant
 
 from .plan import REPO, SDK_VERSION, module_functions

@@ -1,6 +1,6 @@
 """ci/uv.lock is what the engine's Python runtime would lock: `uv lock --check` passes against
 ci/pyproject.toml and a stand-in of the runtime's SDK folder made from the pinned dagger-io
-release (toolbox.py), and fails once the module's dependencies change.
+release (sdk_stand_in.py), and fails once the module's dependencies change.
 
 Hermetic: every uv run gets an empty cache of its own and no user configuration. A current
 lock is checked offline (uv needs no package metadata to see that it is current). A stale one
@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from onnx_serving.toolbox import engine_version, sdk_pyproject
+from onnx_serving.sdk_stand_in import engine_version, sdk_pyproject
 
 from .plan import REPO, SDK_VERSION
 

@@ -73,3 +73,88 @@ def test_signing_says_which_arguments_it_still_needs(
 def test_signing_is_on_with_both_oidc_secrets_and_off_without() -> None:
     assert validation.signing(True, True, has_password=True) is True
     assert validation.signing(False, False, has_password=False) is False
+
+
+# ----- whole-value matches: a valid value with anything before or after it is refused --------
+
+
+@pytest.mark.parametrize("tag", ["latest", "edge", "1", "1.2", "1.2.3", "10.20.30"])
+def test_tags_users_pull_are_accepted(tag: str) -> None:
+    assert validation.floating_tag(tag) == tag
+
+
+@pytest.mark.parametrize(
+    "tag",
+    [
+        "latest-gpu",  # the suffix is the variant table's to add
+        "edge-gpu",
+        "xlatest",
+        "edge2",
+        "1.2.3.4",
+        "1.2.3-rc.1",
+        "v1.2.3",
+        "1.2.",
+        ".1.2",
+        "",
+        "latest\n",
+        " edge",
+    ],
+)
+def test_a_tag_is_matched_whole(tag: str) -> None:
+    with pytest.raises(ValueError) as refused:
+        validation.floating_tag(tag)
+    assert repr(tag) in str(refused.value)
+    assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "ghcr.io/",
+        "/ghcr.io",
+        " ghcr.io",
+        "ghcr.io ",
+        ".ghcr.io",
+        "ghcr.io.",
+        "-ghcr.io",
+        "ghcr.io-",
+        "ghcr.io:",
+        "ghcr.io:5000x",
+        "x/ghcr.io:5000",
+        "ghcr.io:5000/acme",
+        "https://localhost:5000",
+        "user@ghcr.io",
+    ],
+)
+def test_a_registry_is_matched_whole(host: str) -> None:
+    with pytest.raises(ValueError, match="invalid registry") as refused:
+        validation.registry(host)
+    assert repr(host) in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "acme/onnx/",
+        "/acme/onnx",
+        " acme/onnx",
+        "acme/onnx ",
+        "acme/onnx:1.2.3",
+        "acme/onnx@sha256:abc",
+        "_acme/onnx",
+        "acme/onnx_",
+        "acme/onnx-",
+        ".acme/onnx",
+        "ghcr.io:5000/acme",
+        "acme/onnx\t",
+    ],
+)
+def test_a_repository_is_matched_whole(path: str) -> None:
+    with pytest.raises(ValueError, match="invalid repository") as refused:
+        validation.repository(path, "ghcr.io")
+    assert repr(path) in str(refused.value)
+
+
+@pytest.mark.parametrize("path", ["acme/onnx", "a/b/c", "acme/onnx-serving", "acme/onnx__x.y"])
+def test_repository_paths_of_the_reference_grammar_are_accepted(path: str) -> None:
+    assert validation.repository(path, "ghcr.io") == path

@@ -1,6 +1,6 @@
 """Base-image stand-ins for other platforms, served by a local registry mirror.
 
-With no container registry reachable, scripts/ensure_base_image.sh builds the Dockerfiles'
+With no container registry reachable, scripts/ensure_image.sh builds the Dockerfiles'
 base images (`python:3.11-slim-bookworm`, ...) from Debian packages and imports them into
 the local engine. A classic dockerd image store holds one image per tag, so a
 `docker build --platform linux/arm64` cannot find an arm64 base under that name. Instead the
@@ -39,7 +39,7 @@ from . import docker_cli
 from .local import base_image
 from .variants import Variant
 
-STAND_IN_COMMENT = "stand-in for "  # how ensure_base_image.sh marks what it built
+STAND_IN_COMMENT = "stand-in for "  # how scripts/ensure_image.sh marks what it built
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -271,7 +271,7 @@ def _native_config_digest(registry: Registry, image: str, entry: dict[str, Any])
 
 
 def local_stand_in(docker: str, image: str) -> tuple[str, bool]:
-    """(image ID, whether ensure_base_image.sh built it) of the local image."""
+    """(image ID, whether scripts/ensure_image.sh built it) of the local image."""
     done = subprocess.run(
         [docker, "image", "inspect", "--format", "{{.Id}} {{.Comment}}", image],
         capture_output=True,
@@ -280,7 +280,7 @@ def local_stand_in(docker: str, image: str) -> tuple[str, bool]:
         check=False,
     )
     if done.returncode != 0:
-        raise BaseImageError(f"{image} is not in the local engine (scripts/ensure_base_image.sh)")
+        raise BaseImageError(f"{image} is not in the local engine (scripts/ensure_image.sh)")
     image_id, _, comment = done.stdout.strip().partition(" ")
     return image_id, comment.startswith(STAND_IN_COMMENT)
 

@@ -1,4 +1,5 @@
-"""How the pipeline builds an image: `Directory.docker_build` of the repo's own Dockerfiles.
+"""How the pipeline builds an image: `Directory.docker_build` of the repo's own Dockerfiles,
+from inputs prepared once per function call (`BuildInputs`).
 
 `docker build` (scripts/, tests) and compose build the very same files and targets with the
 same build args (images.py) and the same optional `ca_bundle` BuildKit secret, so a Dagger
@@ -7,10 +8,34 @@ build and a local build cannot drift.
 
 from __future__ import annotations
 
-import dagger
+import dataclasses
 
+import dagger
+from dagger import dag
+
+from . import validation
 from .images import CA_BUNDLE_SECRET_ID, ImageMetadata
+from .models import model_layout
 from .variants import Variant
+
+# Not part of any build context: VCS data, virtualenvs, caches, the engine-generated SDK.
+# Every file a Dockerfile COPYs or a check reads must survive this list and .dockerignore
+# (tests/pipeline/test_pipeline_context.py).
+SOURCE_IGNORE = [
+    ".git",
+    ".venv",
+    "**/.venv*",
+    "**/__pycache__",
+    "**/.mypy_cache",
+    "**/.pytest_cache",
+    "**/.ruff_cache",
+    "**/.hypothesis",
+    "**/*.egg-info",
+    ".cache",
+    "ci/sdk",
+    "bench/results/raw",
+    "mutants",
+]
 
 # Where a container built with secrets keeps each one mounted (Dagger's docker_build).
 CA_BUNDLE_PATH = f"/run/secrets/{CA_BUNDLE_SECRET_ID}"
@@ -43,3 +68,68 @@ def docker_build(
     # Twice: the build's own secret mount, and the one a `RUN --mount=type=secret` of the final
     # stage leaves (Dockerfile.basic); `without_mount` drops one secret mount per call.
     return image.without_mount(CA_BUNDLE_PATH).without_mount(CA_BUNDLE_PATH)
+
+
+async def build_secret(ca_bundle: dagger.Secret | None) -> dagger.Secret | None:
+    """The CA bundle under the id the Dockerfiles mount.
+
+    A secret given on the command line is named after a hash of its value, so it is
+    re-registered under the name `ca_bundle` that `RUN --mount=type=secret` looks for.
+    A CA bundle is public data; the secret type only keeps it out of layers and logs.
+    """
+    if ca_bundle is None:
+        return None
+    return dag.set_secret(CA_BUNDLE_SECRET_ID, await ca_bundle.plaintext())
+
+
+async def build_context(
+    source: dagger.Directory, models: dagger.Directory | None
+) -> dagger.Directory:
+    """The build context: the repository, its models/ replaced by `models` if given."""
+    if models is None:
+        return source
+    layout = model_layout("--models", await models.glob("**/*.onnx"))
+    if layout.single_file is not None and layout.repository_path is not None:
+        models = dag.directory().with_file(layout.repository_path, models.file(layout.single_file))
+    return source.without_directory("models").with_directory("models", models)
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildInputs:
+    """What every build of one function call shares, prepared once per call (`prepare`): the
+    context, the labels and the CA bundle secret (read and re-registered once)."""
+
+    context: dagger.Directory  # the repository, models/ replaced by --models
+    checkout: dagger.Directory  # the repository as is: what the check container mounts
+    metadata: ImageMetadata  # the module's labels and base image override
+    ca_bundle: dagger.Secret | None  # registered under CA_BUNDLE_SECRET_ID
+
+    @classmethod
+    async def prepare(
+        cls,
+        source: dagger.Directory,
+        models: dagger.Directory | None,
+        metadata: ImageMetadata,
+        ca_bundle: dagger.Secret | None,
+    ) -> BuildInputs:
+        context = await build_context(source, models)
+        return cls(context, source, metadata, await build_secret(ca_bundle))
+
+    def image(
+        self, variant: Variant, platform: dagger.Platform | str | None, version: str | None = None
+    ) -> dagger.Container:
+        """`variant` for `platform` (None: the engine's own); `version` overrides the label."""
+        metadata = self.metadata
+        if version is not None:
+            metadata = dataclasses.replace(metadata, version=version)
+        target = dagger.Platform(platform) if platform else None
+        return docker_build(self.context, variant, target, metadata, self.ca_bundle)
+
+    def native_image(self, variant: Variant) -> dagger.Container:
+        """The variant built for the engine's platform (or its only one)."""
+        return self.image(variant, validation.platform(variant, None))
+
+    def dev_image(self) -> dagger.Container:
+        """The dev image of the checkout itself (no --models, no labels): the check
+        container's base."""
+        return docker_build(self.checkout, Variant.dev, None, ImageMetadata(), self.ca_bundle)

@@ -122,7 +122,7 @@ def _last_line(text: str) -> str:
 
 
 def ensure_base_image(docker: Docker, image: str) -> None:
-    done = docker.run([str(REPO / "scripts/ensure_base_image.sh"), image], timeout=900)
+    done = docker.run([str(REPO / "scripts/ensure_image.sh"), image], timeout=900)
     if done.returncode != 0:
         raise JobError(f"base image {image}: {_last_line(done.stderr)}")
 
@@ -172,12 +172,13 @@ def build(
     """Build a variant as `onnx-serving:<variant>` (or `tag`); returns the tag."""
     tag = tag or variant.local_tag
     base = base_image(variant)
-    ensure_base_image(docker, base)
     metadata = checkout_metadata()
     if os.environ.get("BASE_IMAGE"):
         metadata = dataclasses.replace(metadata, base_image=base)
-    print(f"build: {tag} ({variant.spec.dockerfile}, target {variant.spec.target or '-'})")
+    # The model folder is checked first: a bad one is an error before anything is built.
     with build_context(models) as context:
+        ensure_base_image(docker, base)
+        print(f"build: {tag} ({variant.spec.dockerfile}, target {variant.spec.target or '-'})")
         command = docker_cli.build_command(
             docker.binary, variant, tag, metadata, ca_bundle=ca_bundle(), context=context
         )

@@ -1,4 +1,7 @@
-"""Kubernetes and KServe manifests for a published image, always pinned by digest.
+"""Kubernetes and KServe manifests for a published image, always pinned by digest: the files
+this module renders and writes, and its command line. The resources are defined in deploy/
+(pod.py, kubernetes.py, kserve.py, kustomize.py), each variant's pod sizing in its row of the
+variant table, and the checks of the arguments in validation.py.
 
 One definition, three outputs:
 
@@ -6,16 +9,13 @@ One definition, three outputs:
   `<variant>/kubernetes.yaml` (Deployment, Service, HorizontalPodAutoscaler,
   PodDisruptionBudget) and `<variant>/kserve/{servingruntime,inferenceservice}.yaml`. This is
   what `dagger call manifests` and scripts/manifests.sh write, and what tests/deploy validate.
-- `sources()`: the kustomize tree committed under deploy/ (a base, overlays `cpu` and `gpu`,
-  one KServe folder per variant), with a placeholder digest that a user's overlay replaces.
-  `kubectl kustomize` of it with a digest set gives exactly `render()` (tests/deploy checks
-  that with a real kustomize where kubectl is installed).
+- `deploy.kustomize.sources()`: the kustomize tree committed under deploy/ (a base, overlays
+  `cpu` and `gpu`, one KServe folder per variant), with a placeholder digest that a user's
+  overlay replaces. `kubectl kustomize` of it with a digest set gives exactly `render()`
+  (tests/deploy checks that with a real kustomize where kubectl is installed).
 - `render_published(lines)`: the set for each variant that `publish` printed a line for.
 
-Every fact about the image comes from its one home: the port, user and drain time from
-images.py; tag suffixes from variants.py. The server's own names (health paths, settings) are
-restated below because this package cannot import service/; tests/deploy compare each with
-service/ and the Dockerfile. Pure Python (PyYAML only), no dagger import.
+Pure Python (PyYAML only), no dagger import.
 
     python3 -m onnx_serving.manifests --image REF@sha256:<64 hex> [--variant gpu] --out DIR
     python3 -m onnx_serving.manifests --sources deploy      # regenerate deploy/
@@ -24,574 +24,15 @@ service/ and the Dockerfile. Pure Python (PyYAML only), no dagger import.
 from __future__ import annotations
 
 import argparse
-import copy
-import math
-import re
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from . import validation
-from .images import CONTAINER_PORT, HARDENED_RUN_FLAGS, IMAGE_UID, STOP_TIMEOUT_S
+from .deploy import kserve, kubernetes, kustomize
+from .deploy.kserve import DEFAULT_STORAGE_URI
+from .deploy.pod import DEFAULT_NAMESPACE
 from .variants import PUBLISHED, Variant
-
-Manifest = dict[str, Any]
-
-NAME = "onnx-serving"
-# Stated in every resource (scanners flag workloads left in `default`); a user's kustomize
-# overlay changes it with `namespace:`, render() with `namespace=`.
-DEFAULT_NAMESPACE = NAME
-# The image in deploy/'s sources: a user's kustomize `images:` entry (name: onnx-serving)
-# sets the real repository and digest. No image can have the placeholder digest, so deploy/
-# as committed fails closed, and is still pinned by digest.
-IMAGE_NAME = NAME
-PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
-PLACEHOLDER_IMAGE = f"{IMAGE_NAME}@{PLACEHOLDER_DIGEST}"
-CONTAINER_NAME = "server"
-KSERVE_CONTAINER_NAME = "kserve-container"  # the name KServe merges the predictor into
-# The Dockerfile's `USER 10001:10001`: the group id equals the user id.
-IMAGE_GID = IMAGE_UID
-
-# Where the manifests were validated (tests/deploy): the Kubernetes API versions of the
-# schemas kubernetes-validate bundles (1.34: the oldest with preStop `sleep` GA and the API
-# KServe v0.20 is built against), and the KServe release whose CRDs tests/deploy vendors.
-KUBERNETES_VERSIONS = ("1.34.0", "1.37.0")
-KSERVE_RELEASE = "v0.20.0"
-# KServe's storage initializer downloads `storageUri` here (pkg/constants: ModelDir).
-KSERVE_MODEL_DIR = "/mnt/models"
-DEFAULT_STORAGE_URI = "s3://my-bucket/model-repository"
-
-# The server's side of the contract: service/app.py routes, service/settings.py variables,
-# the Dockerfile's HEALTHCHECK (interval 5 s, timeout 3 s, 3 retries, start period 60 s).
-LIVE_PATH = "/v2/health/live"
-READY_PATH = "/v2/health/ready"
-METRICS_PATH = "/metrics"
-MODEL_REPOSITORY_ENV = "MODEL_REPOSITORY"
-LOG_FORMAT_ENV = "LOG_FORMAT"
-PROBE_PERIOD_S = 5
-PROBE_TIMEOUT_S = 3
-PROBE_FAILURES = 3
-# Endpoints take a moment to drop a terminating pod: keep serving that long before SIGTERM.
-PRE_STOP_S = 5
-# SIGTERM drains for up to STOP_TIMEOUT_S (images.py): the grace period covers both.
-TERMINATION_GRACE_S = PRE_STOP_S + STOP_TIMEOUT_S
-CPU_TARGET_PERCENT = 70  # of the CPU request: headroom while new pods start
-
-_DIGEST_REFERENCE = re.compile(r"(?P<name>[^@\s]+)@(?P<digest>sha256:[0-9a-f]{64})")
-_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-_STORAGE_URI = re.compile(r"[a-z][a-z0-9+.-]*://[^\s/][^\s]*")
-_DNS_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
-SOURCES_COMMAND = "scripts/manifests.sh --sources deploy"  # rewrites deploy/ from this module
-_HEADER = (
-    "# Generated by ci/src/onnx_serving/manifests.py: change that, then run\n"
-    f"# `{SOURCES_COMMAND}`. Set your image digest, and any local change, in an\n"
-    f"# overlay of your own (docs/DEPLOY.md): {IMAGE_NAME}@sha256:000… is a placeholder.\n"
-)
-
-
-@dataclass(frozen=True)
-class Sizing:
-    """What differs between the variants' pods. CPU is whole cores: the server sizes its ONNX
-    Runtime threads from the container's CPU limit (cgroup quota, rounded down)."""
-
-    cpu: int
-    memory: str
-    gpus: int
-    startup_s: int  # how long the startup probe lets models (and CUDA) load
-    min_replicas: int
-    max_replicas: int
-    max_surge: int
-    max_unavailable: int
-    kserve_concurrency: int  # in-flight requests per pod Knative scales at
-
-
-SIZING: dict[Variant, Sizing] = {
-    Variant.cpu: Sizing(2, "1Gi", 0, 60, 2, 10, 1, 0, 8),
-    # GPUs are scarce: a rollout replaces pods in place instead of needing a spare GPU.
-    Variant.gpu: Sizing(4, "8Gi", 1, 300, 1, 4, 0, 1, 16),
-}
-BASE_VARIANT = Variant.cpu  # deploy/kubernetes/base is this variant; overlays patch it
-
-
-@dataclass(frozen=True)
-class PinnedImage:
-    """An image reference pinned by digest: what every manifest runs."""
-
-    name: str  # registry/repository
-    digest: str  # sha256:<64 hex>
-
-    def __str__(self) -> str:
-        return f"{self.name}@{self.digest}"
-
-
-def pinned_image(reference: str) -> PinnedImage:
-    """`REGISTRY/REPOSITORY[:TAG]@sha256:<64 hex>`; a tag (as `publish` prints) is dropped."""
-
-    def bad(reason: str) -> ValueError:
-        return ValueError(
-            f"invalid image {reference!r}: {reason}; expected REGISTRY/REPOSITORY@sha256:<64 "
-            "hex digits>, e.g. ghcr.io/my-org/onnx-serving@sha256:…"
-        )
-
-    match = _DIGEST_REFERENCE.fullmatch(reference)
-    if match is None:
-        raise bad("not pinned by a sha256 digest")
-    name = match["name"]
-    head, _, last = name.rpartition("/")
-    if ":" in last:  # a tag; a registry port can only sit before the first "/"
-        last, _, tag = last.partition(":")
-        if not _TAG.fullmatch(tag):
-            raise bad(f"bad tag {tag!r}")
-        name = f"{head}/{last}" if head else last
-    host, slash, path = name.partition("/")
-    if not slash or not ("." in host or ":" in host or host == "localhost"):
-        raise bad("no registry host (such as ghcr.io) before the repository")
-    try:
-        host = validation.registry(host)
-        path = validation.repository(path, host)
-    except ValueError as exc:
-        raise bad(str(exc)) from None
-    return PinnedImage(f"{host}/{path}", match["digest"])
-
-
-def check_storage_uri(uri: str) -> str:
-    """A KServe storage URI such as s3://bucket/path, gs://…, pvc://claim/path, https://…"""
-    if not _STORAGE_URI.fullmatch(uri):
-        raise ValueError(
-            f"invalid storage URI {uri!r}: expected SCHEME://LOCATION such as "
-            "s3://my-bucket/model-repository or pvc://models/repository"
-        )
-    return uri
-
-
-def check_namespace(namespace: str) -> str:
-    """A Kubernetes namespace name (an RFC 1123 label)."""
-    if not _DNS_LABEL.fullmatch(namespace):
-        raise ValueError(
-            f"invalid namespace {namespace!r}: expected at most 63 lowercase letters, digits "
-            "and '-', starting and ending with a letter or digit"
-        )
-    return namespace
-
-
-def deployable(variant: Variant | str) -> Variant:
-    """A variant with manifests: the published ones."""
-    try:
-        chosen: Variant | None = validation.variant(variant)
-    except ValueError:
-        chosen = None
-    if chosen is None or chosen not in SIZING:
-        names = ", ".join(v.value for v in SIZING)
-        raise ValueError(f"invalid variant {str(variant)!r}: manifests exist for {names}")
-    return chosen
-
-
-# ----- the resources -----------------------------------------------------------------------
-
-
-def _instance(variant: Variant) -> str:
-    return NAME + variant.spec.tag_suffix  # onnx-serving, onnx-serving-gpu
-
-
-def _labels(instance: str) -> dict[str, str]:
-    return {"app.kubernetes.io/name": NAME, "app.kubernetes.io/instance": instance}
-
-
-def _tmpfs() -> tuple[str, str]:
-    """HARDENED_RUN_FLAGS' `--tmpfs /tmp:…,size=64m` as (mount path, Kubernetes quantity)."""
-    spec = HARDENED_RUN_FLAGS[HARDENED_RUN_FLAGS.index("--tmpfs") + 1]
-    path, _, options = spec.partition(":")
-    sizes = [o.removeprefix("size=") for o in options.split(",") if o.startswith("size=")]
-    match = re.fullmatch(r"([0-9]+)([kmg])", sizes[0]) if sizes else None
-    if match is None:
-        raise ValueError(f"HARDENED_RUN_FLAGS: --tmpfs {spec!r} has no size=<n>[kmg]")
-    return path, match[1] + {"k": "Ki", "m": "Mi", "g": "Gi"}[match[2]]
-
-
-def _probe(path: str, port: int | str, failures: int) -> Manifest:
-    return {
-        "httpGet": {"path": path, "port": port},
-        "periodSeconds": PROBE_PERIOD_S,
-        "timeoutSeconds": PROBE_TIMEOUT_S,
-        "failureThreshold": failures,
-    }
-
-
-def _probes(sizing: Sizing, port: int | str) -> Manifest:
-    # Models load before the server listens: the startup probe covers that, then liveness
-    # (is the event loop answering?) and readiness take over with the HEALTHCHECK's timing.
-    return {
-        "startupProbe": _probe(LIVE_PATH, port, math.ceil(sizing.startup_s / PROBE_PERIOD_S)),
-        "livenessProbe": _probe(LIVE_PATH, port, PROBE_FAILURES),
-        "readinessProbe": _probe(READY_PATH, port, PROBE_FAILURES),
-    }
-
-
-def _resources(sizing: Sizing) -> Manifest:
-    amounts = {"cpu": str(sizing.cpu), "memory": sizing.memory}
-    if sizing.gpus:
-        amounts["nvidia.com/gpu"] = str(sizing.gpus)
-    # Requests = limits: a Guaranteed pod, and the thread count the limit implies is real.
-    return {"requests": dict(amounts), "limits": dict(amounts)}
-
-
-def _container_security() -> Manifest:
-    return {
-        "allowPrivilegeEscalation": False,
-        "privileged": False,
-        "readOnlyRootFilesystem": True,
-        "runAsNonRoot": True,
-        "runAsUser": IMAGE_UID,
-        "runAsGroup": IMAGE_GID,
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-
-
-def _tmp_volume() -> tuple[Manifest, Manifest]:
-    """The writable /tmp of HARDENED_RUN_FLAGS (the server itself writes nothing)."""
-    path, size = _tmpfs()
-    return (
-        {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": size}},
-        {"name": "tmp", "mountPath": path},
-    )
-
-
-def _env(extra: Sequence[tuple[str, str]] = ()) -> list[Manifest]:
-    # INTRA_OP_THREADS stays unset: the server derives it from the CPU limit.
-    pairs = [*extra, (LOG_FORMAT_ENV, "json")]  # one JSON object per line for log collectors
-    return [{"name": name, "value": value} for name, value in pairs]
-
-
-def _metadata(name: str, namespace: str, labels: dict[str, str]) -> Manifest:
-    return {"name": name, "namespace": namespace, "labels": dict(labels)}
-
-
-def _deployment(sizing: Sizing, namespace: str, labels: dict[str, str]) -> Manifest:
-    volume, mount = _tmp_volume()
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": _metadata(NAME, namespace, labels),
-        "spec": {
-            # No `replicas`: the HorizontalPodAutoscaler owns it, and an apply must not reset it.
-            "revisionHistoryLimit": 5,
-            "selector": {"matchLabels": dict(labels)},
-            "strategy": {
-                "type": "RollingUpdate",
-                "rollingUpdate": {
-                    "maxSurge": sizing.max_surge,
-                    "maxUnavailable": sizing.max_unavailable,
-                },
-            },
-            "template": {
-                "metadata": {
-                    "labels": dict(labels),
-                    "annotations": {
-                        "prometheus.io/scrape": "true",
-                        "prometheus.io/port": str(CONTAINER_PORT),
-                        "prometheus.io/path": METRICS_PATH,
-                    },
-                },
-                "spec": {
-                    "automountServiceAccountToken": False,  # the server never calls the API
-                    "enableServiceLinks": False,  # no *_PORT variables beside PORT
-                    "terminationGracePeriodSeconds": TERMINATION_GRACE_S,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": IMAGE_UID,
-                        "runAsGroup": IMAGE_GID,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "containers": [
-                        {
-                            "name": CONTAINER_NAME,
-                            "image": PLACEHOLDER_IMAGE,
-                            "imagePullPolicy": "IfNotPresent",
-                            "ports": [
-                                {"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}
-                            ],
-                            "env": _env(),
-                            "resources": _resources(sizing),
-                            **_probes(sizing, "http"),
-                            "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_S}}},
-                            "securityContext": _container_security(),
-                            "volumeMounts": [mount],
-                        }
-                    ],
-                    "volumes": [volume],
-                },
-            },
-        },
-    }
-
-
-def _service(namespace: str, labels: dict[str, str]) -> Manifest:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": _metadata(NAME, namespace, labels),
-        "spec": {
-            "type": "ClusterIP",
-            "selector": dict(labels),
-            "ports": [
-                {
-                    "name": "http",
-                    "port": CONTAINER_PORT,
-                    "targetPort": "http",
-                    "protocol": "TCP",
-                    "appProtocol": "http",
-                }
-            ],
-        },
-    }
-
-
-def _autoscaler(sizing: Sizing, namespace: str, labels: dict[str, str]) -> Manifest:
-    return {
-        "apiVersion": "autoscaling/v2",
-        "kind": "HorizontalPodAutoscaler",
-        "metadata": _metadata(NAME, namespace, labels),
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": NAME},
-            "minReplicas": sizing.min_replicas,
-            "maxReplicas": sizing.max_replicas,
-            "metrics": [
-                {
-                    "type": "Resource",
-                    "resource": {
-                        "name": "cpu",
-                        "target": {
-                            "type": "Utilization",
-                            "averageUtilization": CPU_TARGET_PERCENT,
-                        },
-                    },
-                }
-            ],
-            # Scale up at once; scale down only after 5 minutes of lower load.
-            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 300}},
-        },
-    }
-
-
-def _disruption_budget(namespace: str, labels: dict[str, str]) -> Manifest:
-    return {
-        "apiVersion": "policy/v1",
-        "kind": "PodDisruptionBudget",
-        "metadata": _metadata(NAME, namespace, labels),
-        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": dict(labels)}},
-    }
-
-
-def _base(namespace: str = DEFAULT_NAMESPACE) -> list[Manifest]:
-    """deploy/kubernetes/base: the BASE_VARIANT's workload, named `onnx-serving`."""
-    sizing, labels = SIZING[BASE_VARIANT], _labels(NAME)
-    return [
-        _deployment(sizing, namespace, labels),
-        _service(namespace, labels),
-        _autoscaler(sizing, namespace, labels),
-        _disruption_budget(namespace, labels),
-    ]
-
-
-# ----- overlays: the few kustomize operations deploy/ uses, done here the same way ----------
-
-
-@dataclass(frozen=True)
-class Overlay:
-    """What deploy/kubernetes/overlays/<variant>/kustomization.yaml does to the base."""
-
-    name_suffix: str = ""
-    labels: dict[str, str] = field(default_factory=dict)  # includeSelectors: true
-    # Strategic merge patches, inline in the kustomization: a patch file would look like an
-    # incomplete Deployment to configuration scanners.
-    patches: tuple[Manifest, ...] = ()
-
-
-def _overlay(variant: Variant) -> Overlay:
-    if variant is BASE_VARIANT:
-        return Overlay()
-    sizing = SIZING[variant]
-    pod: Manifest = {
-        "containers": [
-            {
-                "name": CONTAINER_NAME,
-                "resources": _resources(sizing),
-                "startupProbe": {"failureThreshold": math.ceil(sizing.startup_s / PROBE_PERIOD_S)},
-            }
-        ]
-    }
-    if sizing.gpus:
-        # GPU nodes are commonly tainted so that only GPU pods land there.
-        toleration = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
-        pod["tolerations"] = [toleration]
-    deployment = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": NAME, "namespace": DEFAULT_NAMESPACE},
-        "spec": {
-            "strategy": {
-                "rollingUpdate": {
-                    "maxSurge": sizing.max_surge,
-                    "maxUnavailable": sizing.max_unavailable,
-                }
-            },
-            "template": {"spec": pod},
-        },
-    }
-    autoscaler = {
-        "apiVersion": "autoscaling/v2",
-        "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": NAME, "namespace": DEFAULT_NAMESPACE},
-        "spec": {"minReplicas": sizing.min_replicas, "maxReplicas": sizing.max_replicas},
-    }
-    return Overlay(
-        name_suffix=variant.spec.tag_suffix,
-        labels={"app.kubernetes.io/instance": _instance(variant)},
-        patches=(deployment, autoscaler),
-    )
-
-
-# Lists a strategic merge patch merges item by item (by this key) instead of replacing.
-_MERGE_KEYS = {"containers": "name", "env": "name", "volumeMounts": "mountPath", "volumes": "name"}
-
-
-def _merge(target: Manifest, patch: Manifest) -> None:
-    for key, value in patch.items():
-        current = target.get(key)
-        if isinstance(value, dict) and isinstance(current, dict):
-            _merge(current, value)
-        elif key in _MERGE_KEYS and isinstance(value, list) and isinstance(current, list):
-            merge_key = _MERGE_KEYS[key]
-            for item in value:
-                match = [c for c in current if c.get(merge_key) == item.get(merge_key)]
-                if match:
-                    _merge(match[0], item)
-                else:
-                    current.append(copy.deepcopy(item))
-        else:
-            target[key] = copy.deepcopy(value)
-
-
-# Where kustomize's label transformer writes with includeSelectors, for the kinds used here.
-_SELECTOR_PATHS = {
-    "Deployment": (("spec", "selector", "matchLabels"), ("spec", "template", "metadata", "labels")),
-    "Service": (("spec", "selector"),),
-    "PodDisruptionBudget": (("spec", "selector", "matchLabels"),),
-}
-
-
-def _apply(overlay: Overlay, resources: list[Manifest], image: str) -> list[Manifest]:
-    """kustomize build: patches, nameSuffix (and the HPA's reference), labels, images."""
-    out = copy.deepcopy(resources)
-    for patch in overlay.patches:
-        targets = [
-            r
-            for r in out
-            if r["kind"] == patch["kind"] and r["metadata"]["name"] == patch["metadata"]["name"]
-        ]
-        # Its metadata names the target (kustomize matches the base's namespace).
-        _merge(targets[0], {k: v for k, v in patch.items() if k != "metadata"})
-    for resource in out:
-        resource["metadata"]["name"] += overlay.name_suffix
-        if resource["kind"] == "HorizontalPodAutoscaler":
-            resource["spec"]["scaleTargetRef"]["name"] += overlay.name_suffix
-        if overlay.labels:
-            resource["metadata"].setdefault("labels", {}).update(overlay.labels)
-            for path in _SELECTOR_PATHS.get(resource["kind"], ()):
-                node = resource
-                for part in path:
-                    node = node.setdefault(part, {})
-                node.update(overlay.labels)
-        pod = resource["spec"].get("template", {}).get("spec", {})
-        for container in pod.get("containers", []):
-            if re.split("[@:]", container["image"])[0] == IMAGE_NAME:
-                container["image"] = image
-    return out
-
-
-# ----- KServe ----------------------------------------------------------------------------
-
-
-def _serving_runtime(variant: Variant, image: str, namespace: str) -> Manifest:
-    sizing = SIZING[variant]
-    volume, mount = _tmp_volume()
-    spec: Manifest = {
-        "annotations": {  # KServe's scrape settings for the predictor pods
-            "prometheus.kserve.io/port": str(CONTAINER_PORT),
-            "prometheus.kserve.io/path": METRICS_PATH,
-        },
-        # autoSelect off: other runtimes (Triton, OpenVINO) also claim `onnx`; an
-        # InferenceService names this one.
-        "supportedModelFormats": [{"name": "onnx", "version": "1", "autoSelect": False}],
-        "protocolVersions": ["v2"],
-        "multiModel": False,
-        "containers": [
-            {
-                "name": KSERVE_CONTAINER_NAME,
-                "image": image,
-                "imagePullPolicy": "IfNotPresent",
-                # Knative accepts only `http1`/`h2c` as a port name and sets PORT to this port.
-                "ports": [{"name": "http1", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
-                "env": _env([(MODEL_REPOSITORY_ENV, KSERVE_MODEL_DIR)]),
-                "resources": _resources(sizing),
-                # Knative allows no preStop hook and only the serving port in probes.
-                **_probes(sizing, CONTAINER_PORT),
-                "securityContext": _container_security(),
-                "volumeMounts": [mount],
-            }
-        ],
-        "volumes": [volume],
-    }
-    return {
-        "apiVersion": "serving.kserve.io/v1alpha1",
-        "kind": "ServingRuntime",
-        "metadata": _metadata(_instance(variant), namespace, _labels(_instance(variant))),
-        "spec": spec,
-    }
-
-
-def _inference_service(variant: Variant, uri: str, namespace: str) -> Manifest:
-    sizing = SIZING[variant]
-    return {
-        "apiVersion": "serving.kserve.io/v1beta1",
-        "kind": "InferenceService",
-        "metadata": {
-            **_metadata(_instance(variant), namespace, _labels(_instance(variant))),
-            "annotations": {"serving.kserve.io/enable-prometheus-scraping": "true"},
-        },
-        "spec": {
-            "predictor": {
-                "minReplicas": sizing.min_replicas,
-                "maxReplicas": sizing.max_replicas,
-                # Knative (KServe's default mode) scales on requests in flight per pod.
-                "scaleMetric": "concurrency",
-                "scaleTarget": sizing.kserve_concurrency,
-                "automountServiceAccountToken": False,
-                "enableServiceLinks": False,
-                "model": {
-                    "modelFormat": {"name": "onnx"},
-                    "protocolVersion": "v2",
-                    "runtime": _instance(variant),
-                    # A model repository: <name>/<version>/model.onnx, downloaded to
-                    # KSERVE_MODEL_DIR, which the runtime's MODEL_REPOSITORY points at.
-                    "storageUri": uri,
-                },
-            }
-        },
-    }
-
-
-# ----- output ------------------------------------------------------------------------------
-
-
-def _yaml(documents: Sequence[Manifest], header: str = _HEADER) -> str:
-    body = yaml.safe_dump_all(documents, sort_keys=False, explicit_start=True, width=100)
-    return header + body
 
 
 def render(
@@ -606,23 +47,21 @@ def render(
     `<variant>/kserve/inferenceservice.yaml`. Raises a one-line ValueError naming a bad image,
     variant, storage URI or namespace before anything is produced.
     """
-    pinned = str(pinned_image(image))
-    chosen = deployable(variant)
-    uri = check_storage_uri(storage_uri)
-    namespace = check_namespace(namespace)
+    pinned = str(validation.pinned_image(image))
+    chosen = validation.deployable_variant(variant)
+    uri = validation.storage_uri(storage_uri)
+    namespace = validation.namespace(namespace)
     header = (
         f"# onnx-serving ({chosen.value}) running {pinned}\n"
         f"# Rendered by ci/src/onnx_serving/manifests.py (docs/DEPLOY.md).\n"
     )
-    kubernetes = _apply(_overlay(chosen), _base(namespace), pinned)
+    workload = kustomize.apply(kustomize.overlay(chosen), kubernetes.base(namespace), pinned)
+    runtime = kserve.serving_runtime(chosen, pinned, namespace)
+    service = kserve.inference_service(chosen, uri, namespace)
     return {
-        f"{chosen.value}/kubernetes.yaml": _yaml(kubernetes, header),
-        f"{chosen.value}/kserve/servingruntime.yaml": _yaml(
-            [_serving_runtime(chosen, pinned, namespace)], header
-        ),
-        f"{chosen.value}/kserve/inferenceservice.yaml": _yaml(
-            [_inference_service(chosen, uri, namespace)], header
-        ),
+        f"{chosen.value}/kubernetes.yaml": kustomize.to_yaml(workload, header),
+        f"{chosen.value}/kserve/servingruntime.yaml": kustomize.to_yaml([runtime], header),
+        f"{chosen.value}/kserve/inferenceservice.yaml": kustomize.to_yaml([service], header),
     }
 
 
@@ -649,9 +88,9 @@ def render_published(
         if not line:
             continue
         variant = variant_of(line)
-        digest = pinned_image(line).digest
+        digest = validation.pinned_image(line).digest
         first = chosen.setdefault(variant, line)
-        if pinned_image(first).digest != digest:
+        if validation.pinned_image(first).digest != digest:
             raise ValueError(
                 f"invalid published image {line!r}: {variant.value} was also published as {first}"
             )
@@ -660,48 +99,6 @@ def render_published(
     files: dict[str, str] = {}
     for variant, line in chosen.items():
         files.update(render(line, variant, storage_uri, namespace))
-    return files
-
-
-def _kustomization(resources: Sequence[str], overlay: Overlay = Overlay()) -> str:
-    lines = ["apiVersion: kustomize.config.k8s.io/v1beta1", "kind: Kustomization", "resources:"]
-    lines += [f"- {r}" for r in resources]
-    if overlay.name_suffix:
-        lines.append(f"nameSuffix: {overlay.name_suffix}")
-    if overlay.labels:
-        lines += ["labels:", "- includeSelectors: true", "  pairs:"]
-        lines += [f"    {key}: {value}" for key, value in overlay.labels.items()]
-    if overlay.patches:
-        lines.append("patches:")
-        for patch in overlay.patches:
-            text = yaml.safe_dump(patch, sort_keys=False, width=100)
-            lines.append("- patch: |-")
-            lines += ["    " + line for line in text.rstrip("\n").splitlines()]
-    return _HEADER + "\n".join(lines) + "\n"
-
-
-def sources() -> dict[str, str]:
-    """The kustomize tree of deploy/ (paths relative to it): base, overlays, KServe folders."""
-    files: dict[str, str] = {}
-    base = _base()
-    names = [f"{r['kind'].lower()}.yaml" for r in base]
-    files["kubernetes/base/kustomization.yaml"] = _kustomization(names)
-    for name, resource in zip(names, base, strict=True):
-        files[f"kubernetes/base/{name}"] = _yaml([resource])
-    for variant in PUBLISHED:
-        files[f"kubernetes/overlays/{variant.value}/kustomization.yaml"] = _kustomization(
-            ["../../base"], _overlay(variant)
-        )
-        kserve = f"kserve/{variant.value}"
-        files[f"{kserve}/kustomization.yaml"] = _kustomization(
-            ["servingruntime.yaml", "inferenceservice.yaml"]
-        )
-        files[f"{kserve}/servingruntime.yaml"] = _yaml(
-            [_serving_runtime(variant, PLACEHOLDER_IMAGE, DEFAULT_NAMESPACE)]
-        )
-        files[f"{kserve}/inferenceservice.yaml"] = _yaml(
-            [_inference_service(variant, DEFAULT_STORAGE_URI, DEFAULT_NAMESPACE)]
-        )
     return files
 
 
@@ -746,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.sources is not None:
             if args.image is not None or args.out is not None:
                 raise ValueError("give either --sources DIR or --image REF --out DIR")
-            written = write(sources(), args.sources)
+            written = write(kustomize.sources(), args.sources)
         else:
             if args.image is None or args.out is None:
                 raise ValueError("give --image REGISTRY/REPOSITORY@sha256:… and --out DIR")

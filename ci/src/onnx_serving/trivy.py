@@ -61,11 +61,6 @@ def _common(output: str, output_format: str, cache_dir: str | None) -> list[str]
     ]
 
 
-def version_command(trivy: str = "trivy") -> list[str]:
-    """Prints the version as JSON (`{"Version": "0.76.0", ...}`)."""
-    return [trivy, "version", "--format", "json"]
-
-
 def fs_scan_command(
     target: str,
     output: str,

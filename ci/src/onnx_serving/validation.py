@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from .variants import PUBLISHED, Variant
 
@@ -147,3 +148,84 @@ def floating_tag(tag: str) -> str:
             "suffix is added)"
         )
     return tag
+
+
+# ----- the deploy manifests' arguments (manifests.py) --------------------------------------
+
+_DIGEST_REFERENCE = re.compile(r"(?P<name>[^@\s]+)@(?P<digest>sha256:[0-9a-f]{64})")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_STORAGE_URI = re.compile(r"[a-z][a-z0-9+.-]*://[^\s/][^\s]*")
+_DNS_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
+
+
+@dataclass(frozen=True)
+class PinnedImage:
+    """An image reference pinned by digest: what every manifest runs."""
+
+    name: str  # registry/repository
+    digest: str  # sha256:<64 hex>
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.digest}"
+
+
+def pinned_image(reference: str) -> PinnedImage:
+    """`REGISTRY/REPOSITORY[:TAG]@sha256:<64 hex>`; a tag (as `publish` prints) is dropped."""
+
+    def bad(reason: str) -> ValueError:
+        return ValueError(
+            f"invalid image {reference!r}: {reason}; expected REGISTRY/REPOSITORY@sha256:<64 "
+            "hex digits>, e.g. ghcr.io/my-org/onnx-serving@sha256:…"
+        )
+
+    match = _DIGEST_REFERENCE.fullmatch(reference)
+    if match is None:
+        raise bad("not pinned by a sha256 digest")
+    name = match["name"]
+    head, _, last = name.rpartition("/")
+    if ":" in last:  # a tag; a registry port can only sit before the first "/"
+        last, _, tag = last.partition(":")
+        if not _TAG.fullmatch(tag):
+            raise bad(f"bad tag {tag!r}")
+        name = f"{head}/{last}" if head else last
+    host, slash, path = name.partition("/")
+    if not slash or not ("." in host or ":" in host or host == "localhost"):
+        raise bad("no registry host (such as ghcr.io) before the repository")
+    try:
+        host = registry(host)
+        path = repository(path, host)
+    except ValueError as exc:
+        raise bad(str(exc)) from None
+    return PinnedImage(f"{host}/{path}", match["digest"])
+
+
+def storage_uri(uri: str) -> str:
+    """A KServe storage URI such as s3://bucket/path, gs://…, pvc://claim/path, https://…"""
+    if not _STORAGE_URI.fullmatch(uri):
+        raise ValueError(
+            f"invalid storage URI {uri!r}: expected SCHEME://LOCATION such as "
+            "s3://my-bucket/model-repository or pvc://models/repository"
+        )
+    return uri
+
+
+def namespace(name: str) -> str:
+    """A Kubernetes namespace name (an RFC 1123 label)."""
+    if not _DNS_LABEL.fullmatch(name):
+        raise ValueError(
+            f"invalid namespace {name!r}: expected at most 63 lowercase letters, digits "
+            "and '-', starting and ending with a letter or digit"
+        )
+    return name
+
+
+def deployable_variant(value: Variant | str) -> Variant:
+    """A variant with manifests: the published ones (each sized in the variant table)."""
+    try:
+        chosen: Variant | None = variant(value)
+    except ValueError:
+        chosen = None
+    if chosen is None or chosen not in PUBLISHED:
+        names = _choices([v.value for v in PUBLISHED])
+        raise ValueError(f"invalid variant {str(value)!r}: manifests exist for {names}")
+    return chosen

@@ -6,7 +6,7 @@ ci/sdk/pyproject.toml with the same name, version and dependencies, taken from t
 of the dagger-io release dagger.json pins, so `uv lock` (scripts/lock-module.sh) and
 `uv lock --check` (tests) see what the runtime sees. Pure Python, no dagger import.
 
-    python -m onnx_serving.toolbox OUT/pyproject.toml
+    python -m onnx_serving.sdk_stand_in OUT/pyproject.toml
 """
 
 from __future__ import annotations
@@ -44,10 +44,19 @@ def sdk_pyproject(engine_version: str) -> str:
 
 
 def engine_version(dagger_json: Path) -> str:
+    """The engine release dagger.json pins, without its `v`."""
     engine: str = json.loads(dagger_json.read_text())["engineVersion"]
     return engine.removeprefix("v")
 
 
+def main(argv: list[str]) -> int:
+    """Write the stand-in to argv[0], for the engine dagger.json (in the cwd) pins."""
+    if len(argv) != 1:
+        print("usage: python -m onnx_serving.sdk_stand_in OUT/pyproject.toml", file=sys.stderr)
+        return 2
+    Path(argv[0]).write_text(sdk_pyproject(engine_version(Path("dagger.json"))))
+    return 0
+
+
 if __name__ == "__main__":
-    out = Path(sys.argv[1])
-    out.write_text(sdk_pyproject(engine_version(Path("dagger.json"))))
+    sys.exit(main(sys.argv[1:]))
