@@ -11,7 +11,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from bench import chart, images, report, runner
+from bench import chart, image_table, report, runner
 from bench.results import RunResults
 from bench.servers import ALL_SERVERS
 from bench.workload import DEFAULT_MODEL, REPO_ROOT, BenchError
@@ -64,7 +64,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--image-variants",
         default="basic,cpu",
-        help="images for the image report (default: %(default)s; the GPU image is ~2.7 GB)",
+        help="images for the image report (default: %(default)s; gpu adds gigabytes of CUDA)",
     )
     args = parser.parse_args(argv)
     preset = QUICK if args.quick else FULL
@@ -102,7 +102,7 @@ def main(argv: list[str]) -> int:
         return 2
     if args.images:
         runner.log("image report (bench/image_report.py)")
-        results.image_report, skipped = images.image_report(args.image_variants)
+        results.image_report, skipped = image_table.image_report(args.image_variants)
         if skipped:
             results.skipped["image report"] = skipped
     command = ("python -m bench " + shlex.join(argv)).strip()

@@ -1,8 +1,11 @@
 """Image report: sizes against the lower bound, cold and warm builds, time to healthy.
 
-    python bench/image_report.py [--variants basic,cpu,gpu] [--no-cold]
+    python bench/image_report.py [--variants basic,cpu,gpu,dev] [--no-cold] [--json PATH]
 
-Prints a Markdown table. Per variant of the table (ci/src/onnx_serving/variants.py):
+Prints a Markdown table; `--json` also writes the measurement the docs' size tables are
+generated from (bench/results/images.json, read by scripts/docs_tables.py).
+
+Per variant of the table (ci/src/onnx_serving/variants.py):
 - size, and for the cpu image the budget: size <= 1.10 x (base image + installed runtime
   venv), the venv measured inside the image (`du -sb /opt/venv`);
 - cold build (`--no-cache`; the pip download cache mount survives, as on a CI runner with a
@@ -19,6 +22,7 @@ them side by side, as ratios.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shutil
 import subprocess
@@ -31,9 +35,12 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from onnx_serving import docker_cli
+from onnx_serving.base_images import local_stand_in
 from onnx_serving.images import CONTAINER_PORT, ImageMetadata
 from onnx_serving.local import base_image, ca_bundle
 from onnx_serving.variants import Variant
@@ -234,10 +241,12 @@ def time_to_ready(tag: str, timeout_s: float = 180) -> tuple[float, float]:
 
 
 # ---- report ------------------------------------------------------------------------------
-def report(variants: list[Variant], cold: bool) -> str:
+def report(variants: list[Variant], cold: bool) -> tuple[str, dict[str, Any]]:
+    """The Markdown report, and the same numbers as a measurement record."""
     for base in sorted({base_image(v) for v in [*variants, BUDGETED]}):
-        subprocess.run([str(REPO / "scripts/ensure_base_image.sh"), base], check=True)
+        subprocess.run([str(REPO / "scripts/ensure_image.sh"), base], check=True)
     tags = {variant: f"images-report:{variant}" for variant in [*variants, BUDGETED]}
+    builds: dict[str, dict[str, Any]] = {}
     lines = [
         "| image | cold build | rebuild after code edit | steps re-run by it | deps cached | "
         "run -> ready | run -> healthy |",
@@ -251,6 +260,13 @@ def report(variants: list[Variant], cold: bool) -> str:
                 warm = build(context, variant, tag)
                 ready, healthy = time_to_ready(tag)
                 cold_s = f"{cold_builds[variant].seconds:.0f} s" if cold else "-"
+                builds[variant.value] = {
+                    "cold_build_s": round(cold_builds[variant].seconds, 1) if cold else None,
+                    "rebuild_s": round(warm.seconds, 1),
+                    "dependencies_cached": warm.dependencies_cached,
+                    "ready_s": round(ready, 1),
+                    "healthy_s": round(healthy, 1),
+                }
                 lines.append(
                     f"| {variant} | {cold_s} | {warm.seconds:.1f} s | {warm.short_steps()} | "
                     f"{'yes' if warm.dependencies_cached else 'NO'} | {ready:.1f} s | "
@@ -266,12 +282,28 @@ def report(variants: list[Variant], cold: bool) -> str:
         if BASELINE in sizes.images
         else ""
     )
-    return (
+    text = (
         "### Image sizes\n\n"
         + size_table(sizes)
         + f"\n\n{BUDGETED} image: {sizes.ratio(BUDGETED):.3f} x lower bound, {verdict} the "
         f"{SIZE_BUDGET:.2f} budget;{cut}\n\n### Builds and startup\n\n" + "\n".join(lines) + "\n"
     )
+    return text, measurement_record(sizes, builds)
+
+
+def measurement_record(sizes: Sizes, builds: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """What bench/results/images.json holds: when, on what engine and base, and the bytes."""
+    base = base_image(BUDGETED)
+    return {
+        "measured_utc": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"),
+        "docker": docker("version", "--format", "{{.Server.Version}}").strip(),
+        "base_image": base,
+        "base_is_stand_in": local_stand_in(docker_binary(), base)[1],
+        "base_bytes": sizes.base,
+        "venv_bytes": sizes.venv,
+        "image_bytes": {variant.value: size for variant, size in sizes.images.items()},
+        "builds": builds,
+    }
 
 
 def variant_list(text: str) -> list[Variant]:
@@ -293,8 +325,13 @@ def main(argv: list[str] | None = None) -> int:
         help=f"comma list of {', '.join(v.value for v in Variant)} (default: %(default)s)",
     )
     parser.add_argument("--no-cold", action="store_true", help="skip the --no-cache builds")
+    parser.add_argument("--json", type=Path, help="also write the measurement record here")
     args = parser.parse_args(argv)
-    print(report(args.variants, cold=not args.no_cold))
+    text, record = report(args.variants, cold=not args.no_cold)
+    print(text)
+    if args.json:
+        record["command"] = "python bench/image_report.py " + " ".join(argv or sys.argv[1:])
+        args.json.write_text(json.dumps(record, indent=1) + "\n")
     return 0
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from bench import processes, workload
-from bench.loadgen import LoadResult
 from bench.workload import BenchError
+from bench.wrk import LoadResult
 
 WARMUP_CALLS = 20
 

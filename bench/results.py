@@ -15,7 +15,7 @@ IN_PROCESS = "in-process ORT"
 class Cell:
     """One contender at one batch size and one concurrency level."""
 
-    contender: str  # e.g. "ours binary", "mlserver json", IN_PROCESS
+    contender: str  # e.g. "ours (defaults) binary", "mlserver json", IN_PROCESS
     batch: int
     concurrency: int
     requests: int

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from bench import environment, inprocess, loadgen, processes, servers, verify, workload
+from bench import environment, inprocess, processes, servers, verify, workload, wrk
 from bench.formats import Request
 from bench.results import IN_PROCESS, Cell, RunResults
 from bench.servers import ServerSpec
@@ -37,7 +37,7 @@ def log(message: str) -> None:
 
 
 def run(options: RunOptions) -> RunResults:
-    loadgen.require_wrk()
+    wrk.require_wrk()
     spec = workload.read_model_spec(options.model)
     settings = {**asdict(options), "model": _shown(options.model), "logs": _shown(options.logs)}
     settings["servers"] = [server.name for server in options.servers]
@@ -113,7 +113,7 @@ def _measure_ceiling(options: RunOptions, repository: Path, work: Path) -> tuple
     log_path = options.logs / "trivial.log"
     with processes.running_server("trivial", launch.command, launch.env, ready, log_path):
         request = Request(servers.TRIVIAL.ready_path, b"", method="GET")
-        measured = loadgen.run_wrk(port, request, concurrency, options.duration_s, work / "wrk")
+        measured = wrk.run_wrk(port, request, concurrency, options.duration_s, work / "wrk")
     log(f"load generator ceiling: {measured.requests_per_s:.0f} req/s at c={concurrency}")
     return concurrency, measured.requests_per_s
 
@@ -138,7 +138,7 @@ def _measure_server(
             server.name, launch.command, launch.env, ready, log_path
         ) as session_id:
             for form in server.formats:
-                contender = f"{server.name} {form.name}"
+                contender = f"{server.shown} {form.name}"
                 for batch in options.batches:
                     request = form.build(spec, rows[batch])
                     verify.check_labels(contender, port, request, form, expected[batch])
@@ -167,11 +167,11 @@ def _load_cells(
     wrk_dir = work / "wrk"
     port = target.port
     if options.warmup_s > 0:
-        loadgen.run_wrk(port, request, max(options.concurrencies), options.warmup_s, wrk_dir)
+        wrk.run_wrk(port, request, max(options.concurrencies), options.warmup_s, wrk_dir)
     for concurrency in options.concurrencies:
         processes.wait_until_idle(target.session_id)  # what the last wrk run left behind
         cpu_before = processes.session_cpu_seconds(target.session_id)
-        measured = loadgen.run_wrk(port, request, concurrency, options.duration_s, wrk_dir)
+        measured = wrk.run_wrk(port, request, concurrency, options.duration_s, wrk_dir)
         cpu_seconds = processes.session_cpu_seconds(target.session_id) - cpu_before
         cell = _cell(
             target.contender, batch, concurrency, replace(measured, cpu_seconds=cpu_seconds)
@@ -186,7 +186,7 @@ def _load_cells(
         results.all_cells.append(cell)
 
 
-def _cell(contender: str, batch: int, concurrency: int, measured: loadgen.LoadResult) -> Cell:
+def _cell(contender: str, batch: int, concurrency: int, measured: wrk.LoadResult) -> Cell:
     return Cell(
         contender=contender,
         batch=batch,

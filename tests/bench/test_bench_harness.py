@@ -24,9 +24,9 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_quick_run_checks_every_answer_and_writes_the_report(tmp_path: Path) -> None:
-    """Ours (JSON and binary, under uvicorn and granian, one and two processes) and the naive
-    app, 1 s cells: labels match ORT, no errors."""
-    contenders = "ours,ours-granian,ours-2workers,naive-fastapi"
+    """Ours (JSON and binary; defaults and batching off; under uvicorn and granian; one and two
+    processes) and the naive app, 1 s cells: labels match ORT, no errors."""
+    contenders = "ours,ours-nobatch,ours-granian,ours-2workers,naive-fastapi"
     command = [sys.executable, "-m", "bench", "--quick", "--servers", contenders]
     command += ["--batch", "1,32", "--concurrency", "2", "--out", str(tmp_path)]
     completed = subprocess.run(
@@ -37,12 +37,13 @@ def test_quick_run_checks_every_answer_and_writes_the_report(tmp_path: Path) -> 
     results = json.loads((tmp_path / "latest.json").read_text())
     assert results["failed"] == {}
     measured = {(c["contender"], c["batch"]) for c in results["cells"]}
-    expected = {"in-process ORT", "ours json", "ours binary", "naive-fastapi json"}
+    expected = {"in-process ORT", "ours (defaults) json", "ours (defaults) binary"}
+    expected |= {"ours (batching off) json", "ours (batching off) binary", "naive-fastapi json"}
     expected |= {"ours-granian json", "ours-granian binary", "ours-2workers json"}
     assert measured == {(name, batch) for name in expected for batch in (1, 32)}
     assert all(c["errors"] == 0 and c["requests"] > 0 for c in results["cells"])
     report = (tmp_path / "latest.md").read_text()
-    assert "## Targets" in report and "| ours binary | 2 |" in report
+    assert "## Targets" in report and "| ours (defaults) binary | 2 |" in report
     assert (tmp_path / "latest.png").read_bytes().startswith(b"\x89PNG")
 
 
