@@ -13,27 +13,30 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
+import numpy as np
 import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from service import __version__
+from service.batching import check_hard_cap
 from service.binary import HEADER_LENGTH_HEADER
 from service.encoding import decode_body, encode_body, response_coding
-from service.errors import ApiError
+from service.errors import ApiError, BadRequest, ServerFault, error_body, unexpected
 from service.inference_log import InferenceLog, LogEntry
 from service.limits import AdmissionGate, read_body
 from service.metrics import ServerMetrics
 from service.model_config import model_config, model_metadata
 from service.openapi import INFER_PATHS, install_openapi
 from service.protocol import (
+    EncodedResponse,
     InferenceRequest,
     encode_inference_response,
     parse_inference_request,
@@ -46,15 +49,12 @@ log = logging.getLogger(__name__)
 SERVER_NAME = "onnx-serving"
 EXTENSIONS = ["binary_tensor_data", "model_configuration"]
 ModelHandler = Callable[[str, "str | None"], Response]
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 MODELS_PREFIX = "/v2/models/"
 INFER_SUFFIX = "/infer"
 JSON_TYPE = b"application/json"
+HEADER_LENGTH_NAME = HEADER_LENGTH_HEADER.encode()  # as ASGI gives header names: lower case
 DECODED_BUDGET_FACTOR = 2
-INLINE_PARSE_BYTES = 256 * 1024  # larger bodies are parsed on a thread
+INLINE_PARSE_BYTES = 256 * 1024  # larger bodies are parsed, larger results encoded, on a thread
 CLIENT_GONE = 499  # nginx's "client closed request": no reply was sent
 CLIENT_GONE_ERROR = "client closed the connection before the reply was sent"
 
@@ -77,7 +77,7 @@ def json_response(
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    return json_response({"error": message}, status, headers)
+    return Response(error_body(message), status, headers, media_type="application/json")
 
 
 class ServerApp(FastAPI):
@@ -156,12 +156,13 @@ def _install_error_handlers(app: FastAPI) -> None:
         problems = "; ".join(
             f"{'.'.join(map(str, err.get('loc', ())))}: {err.get('msg')}" for err in exc.errors()
         )
-        return error_response(400, f"invalid request: {problems}")
+        return error_response(BadRequest.status, f"invalid request: {problems}")
 
     @app.exception_handler(Exception)
     async def server_fault(_: Request, exc: Exception) -> Response:
         log.exception("unexpected server error")
-        return error_response(500, f"internal server error: {type(exc).__name__}")
+        fault = unexpected(exc)
+        return error_response(fault.status, fault.message)
 
 
 def _add_server_routes(app: FastAPI, state: ServerState) -> None:
@@ -196,8 +197,10 @@ def _add_model_routes(app: FastAPI, state: ServerState) -> None:
         served = registry.get(model_name, model_version)
         return json_response({"name": served.name, "version": served.version, "ready": True})
 
+    hard_cap = state.settings.max_batch_size is not None
+
     def config(model_name: str, model_version: str | None) -> Response:
-        return json_response(model_config(registry.get(model_name, model_version)))
+        return json_response(model_config(registry.get(model_name, model_version), hard_cap))
 
     # Triton's repository index (read-only: models load at startup, never through the API), so
     # clients can discover what is served without knowing the model names.
@@ -257,10 +260,6 @@ def reply_delivered(send: Send) -> bool:
     return not getattr(getattr(send, "__self__", None), "disconnected", False)
 
 
-def _error_body(message: str) -> bytes:
-    return orjson.dumps({"error": message})
-
-
 class InferEndpoint:
     """``POST .../infer`` as a bare ASGI handler: admission, body, parse, run, encode,
     metrics and the inference log, with nothing per request that could be done once."""
@@ -272,6 +271,7 @@ class InferEndpoint:
         self._gate = AdmissionGate(state.settings.max_inflight)
         self._max_body = state.settings.max_body_bytes
         self._body_timeout = state.settings.body_timeout_s
+        self._hard_cap = state.settings.max_batch_size is not None  # set, not the default
         # What one request's tensors may decode to (docs/LIMITS.md).
         self._budget = DECODED_BUDGET_FACTOR * state.settings.max_body_bytes
 
@@ -281,7 +281,7 @@ class InferEndpoint:
         started = time.perf_counter()
         entry = self._log.entry(model, time.time()) if self._log is not None else None
         served: ServedModel | None = None
-        status, error = 500, None
+        status, error = ServerFault.status, None
         body, headers = b"", [(b"content-type", JSON_TYPE)]
         try:
             served = self._registry.get(model, version)
@@ -295,12 +295,13 @@ class InferEndpoint:
             status = 200
         except ApiError as exc:
             status, error = exc.status, exc.message
-            body = _error_body(error)
+            body = error_body(error)
             headers += [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
         except Exception as exc:
             log.exception("unexpected server error")
-            error = f"internal server error: {type(exc).__name__}"
-            body = _error_body(error)
+            fault = unexpected(exc)
+            status, error = fault.status, fault.message
+            body = error_body(error)
         elapsed = time.perf_counter() - started
         headers.append((b"content-length", b"%d" % len(body)))
         try:
@@ -333,7 +334,7 @@ class InferEndpoint:
         for name, value in scope["headers"]:
             if name == b"content-length":
                 declared = value
-            elif name == b"inference-header-content-length":
+            elif name == HEADER_LENGTH_NAME:
                 header_length = value.decode("latin-1")
             elif name == b"content-encoding":
                 coding = value.decode("latin-1")
@@ -353,18 +354,33 @@ class InferEndpoint:
         if entry is not None:
             await entry.add_inputs(parsed.id, parsed.inputs, model.inputs)
         names = [output.name for output in parsed.outputs]
+        if self._hard_cap and served.max_batch_size:
+            check_hard_cap(parsed.inputs, served.max_batch_size, model.name)
         results = await served.runner.infer(parsed.inputs, names)
-        encoded = encode_inference_response(
-            model.name, model.version, parsed, results, model.outputs
-        )
+        answer_coding = response_coding(accept) if accept is not None else None
+        if sum(result.nbytes for result in results.values()) <= INLINE_PARSE_BYTES:
+            encoded, response = _encode(served, parsed, results, answer_coding)
+        else:  # encoding and compressing take long too
+            encoded, response = await asyncio.to_thread(
+                _encode, served, parsed, results, answer_coding
+            )
         if entry is not None:
             entry.add_outputs(results, parsed.outputs, model.outputs, len(encoded.body))
         headers = [(b"content-type", encoded.media_type.encode())]
         headers += [(k.encode(), v.encode()) for k, v in encoded.headers.items()]
-        response = encoded.body
-        answer_coding = response_coding(accept) if accept is not None else None
         if answer_coding is not None:
-            response = encode_body(response, answer_coding)
             headers.append((b"content-encoding", answer_coding.encode()))
             headers.append((b"vary", b"accept-encoding"))
         return response, headers
+
+
+def _encode(
+    served: ServedModel,
+    parsed: InferenceRequest,
+    results: Mapping[str, np.ndarray],
+    coding: str | None,
+) -> tuple[EncodedResponse, bytes]:
+    """The response, and its body as sent (compressed when `coding` says so)."""
+    model = served.model
+    encoded = encode_inference_response(model.name, model.version, parsed, results, model.outputs)
+    return encoded, encoded.body if coding is None else encode_body(encoded.body, coding)

@@ -1,12 +1,14 @@
 """Running requests on a model: one session run each, or merged by the dynamic batcher.
 
-The dynamic batcher (MAX_BATCH_SIZE > 1) queues concurrent requests for one model version,
-concatenates compatible ones along the first dimension into one session run of at most
-MAX_BATCH_SIZE rows, waiting at most MAX_BATCH_DELAY_MS for company, and splits the outputs
-back by each request's row count. It only forms a batch while an inference worker is free,
-so under load requests accumulate into larger batches instead of queueing behind small ones.
-A request of more than MAX_BATCH_SIZE rows is refused (400), as Triton does; when a merged
-run fails, each of its requests runs alone so that one bad request fails only itself.
+The dynamic batcher queues concurrent requests for one model version, concatenates
+compatible ones along the first dimension into one session run of at most MAX_BATCH_SIZE
+rows, waiting at most MAX_BATCH_DELAY_MS for company, and splits the outputs back by each
+request's row count. It only forms a batch while an inference worker is free, so under load
+requests accumulate into larger batches instead of queueing behind small ones; with no delay,
+a request that finds a worker free and nobody queued runs at once, as without batching. A
+request of more than MAX_BATCH_SIZE rows runs alone (the hard cap an explicit MAX_BATCH_SIZE
+sets is checked before, by the caller: `check_hard_cap`); when a merged run fails, each of its
+requests runs alone so that one bad request fails only itself.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 from service.errors import BadRequest, ServerFault, Unavailable
 from service.metrics import ServerMetrics
 from service.runtime import InferenceExecutor, LoadedModel
+from service.settings import DEFAULT_MAX_BATCH_SIZE
 
 Arrays = dict[str, np.ndarray]
 
@@ -62,9 +65,16 @@ class DirectRunner:
 class _Pending:
     feeds: Arrays
     rows: int
-    key: Hashable
     arrived: float
     future: asyncio.Future[Arrays] = field(repr=False)
+    _key: Hashable | None = field(default=None, repr=False)
+
+    @property
+    def key(self) -> Hashable:
+        """What must agree for requests to merge (worked out only once one could)."""
+        if self._key is None:
+            self._key = _merge_key(self.feeds)
+        return self._key
 
 
 def _merge_key(feeds: Arrays) -> Hashable:
@@ -91,31 +101,48 @@ class DynamicBatcher:
         self._max_rows, self._max_delay_s = max_rows, max_delay_s
         self._output_names = list(model.outputs)
         self._pending: list[_Pending] = []
-        self._arrived = asyncio.Event()
-        self._free_workers = asyncio.Semaphore(workers)
+        self._wake = asyncio.Event()  # a request arrived, or a run ended
+        self._workers, self._busy = workers, 0  # inference workers, and runs on them now
         self._running: set[asyncio.Task[None]] = set()
-        # Started by the first request, on the server's event loop (models load before it).
-        self._dispatcher: asyncio.Task[None] | None = None
+        self._dispatcher: asyncio.Task[None] | None = None  # started by the first queued one
 
     async def infer(self, feeds: Arrays, output_names: Sequence[str]) -> Arrays:
-        self._check_rows(feeds)
         loop = asyncio.get_running_loop()
-        if self._dispatcher is None:
-            self._dispatcher = loop.create_task(self._dispatch())
-        item = _Pending(feeds, rows_of(feeds), _merge_key(feeds), loop.time(), loop.create_future())
+        item = _Pending(feeds, rows_of(feeds), loop.time(), loop.create_future())
+        idle = not self._pending and self._busy < self._workers and not self._max_delay_s
         self._pending.append(item)
-        self._arrived.set()
+        if idle and await self._still_alone(item):
+            return await self._run_now(item, output_names)
+        if self._dispatcher is None:  # on the server's event loop (models load before it)
+            self._dispatcher = loop.create_task(self._dispatch())
+        self._wake.set()
         results = await item.future
         return {name: results[name] for name in output_names}
 
-    def _check_rows(self, feeds: Arrays) -> None:
-        """Like Triton, refuse a request larger than the max_batch_size that /config shows."""
-        for name, array in feeds.items():
-            if (rows := _rows(array)) > self._max_rows:
-                raise BadRequest(
-                    f"input '{name}' has a batch of {rows} rows, more than "
-                    f"MAX_BATCH_SIZE={self._max_rows} for model '{self._model.name}'",
-                )
+    async def _still_alone(self, item: _Pending) -> bool:
+        """Let the requests that arrived with this one reach the queue (one turn of the event
+        loop, no wait): True, and `item` off the queue, if none did and a worker is free."""
+        try:
+            await asyncio.sleep(0)
+        except BaseException:  # the client has gone away
+            item.future.cancel()
+            if item in self._pending:
+                self._pending.remove(item)
+            raise
+        if self._pending == [item] and self._busy < self._workers:
+            self._pending.clear()
+            return True
+        return False
+
+    async def _run_now(self, item: _Pending, output_names: Sequence[str]) -> Arrays:
+        """A request alone on an idle model: run it as DirectRunner would (inline if short)."""
+        self._busy += 1
+        try:
+            results = await self._executor.run_short_inline(self._model, item.feeds, output_names)
+        finally:
+            self._release()
+        self._metrics.observe_batch(self._model.name, item.rows, 1)
+        return dict(zip(output_names, results, strict=True))
 
     async def stop(self) -> None:
         if self._dispatcher is not None:
@@ -131,32 +158,29 @@ class DynamicBatcher:
 
     async def _dispatch(self) -> None:
         while True:
-            await self._free_workers.acquire()
-            try:
-                batch = await self._collect()
-            except BaseException:
-                self._free_workers.release()
-                raise
+            batch = await self._collect()
+            self._busy += 1
             task = asyncio.get_running_loop().create_task(self._execute(batch))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
     async def _collect(self) -> list[_Pending]:
-        """Wait for a request, then for company until the batch is full or the delay is up."""
+        """Wait for a request and a free worker, then for company until the batch is full or
+        the delay is up."""
         loop = asyncio.get_running_loop()
         while True:
             self._pending = [item for item in self._pending if not item.future.done()]
-            if not self._pending:
-                self._arrived.clear()
-                await self._arrived.wait()
+            if not self._pending or self._busy >= self._workers:
+                self._wake.clear()
+                await self._wake.wait()
                 continue
             batch, rows = self._select()
             remaining = self._pending[0].arrived + self._max_delay_s - loop.time()
             if rows >= self._max_rows or remaining <= 0:
                 break
-            self._arrived.clear()
+            self._wake.clear()
             try:
-                await asyncio.wait_for(self._arrived.wait(), remaining)
+                await asyncio.wait_for(self._wake.wait(), remaining)
             except TimeoutError:
                 batch, rows = self._select()
                 break
@@ -165,7 +189,8 @@ class DynamicBatcher:
         return batch
 
     def _select(self) -> tuple[list[_Pending], int]:
-        """The oldest request plus compatible followers that fit in max_rows, in order."""
+        """The oldest request plus compatible followers that fit in max_rows, in order (a
+        request of more rows than that runs alone)."""
         first = self._pending[0]
         batch, rows = [first], first.rows
         for item in self._pending[1:]:
@@ -188,7 +213,14 @@ class DynamicBatcher:
                 for item in batch:
                     await self._run_alone(item)
         finally:
-            self._free_workers.release()
+            self._release()
+
+    def _release(self) -> None:
+        """A run ended: wake the dispatcher if requests wait for the worker (else the next
+        request, finding the model idle, runs at once: waking it would take that one)."""
+        self._busy -= 1
+        if self._pending:
+            self._wake.set()
 
     async def _run_alone(self, item: _Pending) -> None:
         if item.future.done():  # the client has gone away
@@ -234,10 +266,23 @@ class DynamicBatcher:
             start = stop
 
 
-def batch_limit(model: LoadedModel, max_batch_size: int) -> int:
-    """The rows one merged run may hold for `model`: MAX_BATCH_SIZE when the dynamic batcher
-    serves it (batching on, and a batch dimension on every input and output), else 0."""
-    return max_batch_size if max_batch_size > 1 and model.batchable else 0
+def batch_limit(model: LoadedModel, max_batch_size: int | None) -> int:
+    """The rows one merged run may hold for `model`: MAX_BATCH_SIZE (unset: the default) when
+    the dynamic batcher serves it (batching on, and a batch dimension on every input and
+    output), else 0."""
+    rows = DEFAULT_MAX_BATCH_SIZE if max_batch_size is None else max_batch_size
+    return rows if rows > 1 and model.batchable else 0
+
+
+def check_hard_cap(feeds: Arrays, max_rows: int, model: str) -> None:
+    """An explicit MAX_BATCH_SIZE is a hard cap: like Triton, refuse a request larger than
+    the max_batch_size that /config shows."""
+    for name, array in feeds.items():
+        if (rows := _rows(array)) > max_rows:
+            raise BadRequest(
+                f"input '{name}' has a batch of {rows} rows, more than "
+                f"MAX_BATCH_SIZE={max_rows} for model '{model}'",
+            )
 
 
 def make_runner(

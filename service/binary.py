@@ -1,7 +1,10 @@
 """Triton's binary tensor data extension: raw little-endian tensors after a JSON header.
 
-Fixed-size datatypes are the row-major element bytes. BYTES elements are each a 4-byte
-little-endian length followed by that many bytes.
+The body's first ``Inference-Header-Content-Length`` bytes are the JSON header; each tensor
+sent in binary names its size in the header (parameter ``binary_data_size``), and the tensors
+follow the header in the order their entries appear. Fixed-size datatypes are the row-major
+element bytes. BYTES elements are each a 4-byte little-endian length followed by that many
+bytes.
 """
 
 from __future__ import annotations
@@ -10,37 +13,81 @@ import struct
 
 import numpy as np
 
-from service.errors import BadRequest, show
+from service.errors import BadRequest, short_repr
 from service.tensors import NUMPY_DTYPES, element_count
 
 HEADER_LENGTH_HEADER = "inference-header-content-length"  # HTTP names: any case
+BINARY_DATA_SIZE = "binary_data_size"  # the tensor parameter giving its bytes in the tail
 _LENGTH = struct.Struct("<I")
 
 
-def join_body(header: bytes, tensors: list[bytes]) -> tuple[bytes, dict[str, str]]:
-    """A response body of the JSON header then the raw tensors, and the header naming the
-    header's length (none when every output is JSON)."""
-    if not tensors:
-        return header, {}
-    return b"".join([header, *tensors]), {HEADER_LENGTH_HEADER: str(len(header))}
+class RequestTail:
+    """A request's binary tail, handed out to the inputs that claim it, in their order."""
+
+    def __init__(self, tail: memoryview) -> None:
+        self._tail = tail
+        self._offset = 0
+
+    def take(self, size: object, datatype: str, shape: list[int], name: str) -> np.ndarray:
+        """Input `name`'s array: the next `size` bytes (its binary_data_size) of the tail."""
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise BadRequest(f"input '{name}': binary_data_size {short_repr(size)} is not a size")
+        left = len(self._tail) - self._offset
+        if size > left:
+            raise BadRequest(
+                f"input '{name}': binary_data_size {size} runs past the end of the body "
+                f"({left} bytes left)"
+            )
+        array = decode_tensor(self._tail[self._offset : self._offset + size], datatype, shape, name)
+        self._offset += size
+        return array
+
+    def check_claimed(self) -> None:
+        """Refuse bytes that no input claimed (once every input has taken its share)."""
+        if self._offset != len(self._tail):
+            raise BadRequest(
+                f"body has {len(self._tail) - self._offset} bytes of binary data "
+                "not claimed by any input"
+            )
 
 
-def split_body(body: bytes, header_length: str | None) -> tuple[memoryview, memoryview]:
+class ResponseTail:
+    """A response's binary tail: the outputs asked for in binary, in their order."""
+
+    def __init__(self) -> None:
+        self._tensors: list[bytes] = []
+
+    def add(self, array: np.ndarray, datatype: str) -> dict[str, object]:
+        """Append an output's bytes; the parameters its entry in the JSON header gets."""
+        raw = encode_tensor(array, datatype)
+        self._tensors.append(raw)
+        return {BINARY_DATA_SIZE: len(raw)}
+
+    def join(self, header: bytes) -> tuple[bytes, str, dict[str, str]]:
+        """The body (the JSON header, then the tensors), its media type, and the header
+        naming the JSON header's length (none when every output is JSON)."""
+        if not self._tensors:
+            return header, "application/json", {}
+        body = b"".join([header, *self._tensors])
+        return body, "application/octet-stream", {HEADER_LENGTH_HEADER: str(len(header))}
+
+
+def split_body(body: bytes, header_length: str | None) -> tuple[memoryview, RequestTail]:
     """Split a request body into its JSON header and the binary tail."""
     view = memoryview(body)
     if header_length is None:
-        return view, view[len(view) :]
+        return view, RequestTail(view[len(view) :])
     try:
         length = int(header_length)
     except ValueError:
         raise BadRequest(
-            f"Inference-Header-Content-Length {show(header_length)} is not an integer"
+            f"Inference-Header-Content-Length {short_repr(header_length)} is not an integer"
         ) from None
     if length < 0 or length > len(body):
         raise BadRequest(
             f"Inference-Header-Content-Length {length} is outside the body of {len(body)} bytes"
         )
-    return view[:length], view[length:]
+    return view[:length], RequestTail(view[length:])
 
 
 def decode_tensor(raw: memoryview, datatype: str, shape: list[int], name: str) -> np.ndarray:

@@ -19,8 +19,10 @@ PROC_ROOT = Path("/proc")
 V1_CPU_MOUNTS = ("cpu", "cpu,cpuacct", "cpuacct,cpu", ".")
 
 
-def own_cgroups(proc_root: Path = PROC_ROOT) -> tuple[PurePosixPath, PurePosixPath]:
-    """This process's cgroup paths: (v2 unified, v1 cpu controller); "/" when unknown."""
+def own_cgroups(
+    proc_root: Path = PROC_ROOT, controller: str = "cpu"
+) -> tuple[PurePosixPath, PurePosixPath]:
+    """This process's cgroup paths: (v2 unified, v1 `controller`); "/" when unknown."""
     v2 = v1 = PurePosixPath("/")
     try:
         lines = (proc_root / "self" / "cgroup").read_text().splitlines()
@@ -31,7 +33,7 @@ def own_cgroups(proc_root: Path = PROC_ROOT) -> tuple[PurePosixPath, PurePosixPa
         controllers, _, path = rest.partition(":")
         if hierarchy == "0" and controllers == "":
             v2 = _safe(path)
-        elif "cpu" in controllers.split(","):
+        elif controller in controllers.split(","):
             v1 = _safe(path)
     return v2, v1
 
@@ -42,7 +44,7 @@ def _safe(path: str) -> PurePosixPath:
     return pure if pure.is_absolute() and ".." not in pure.parts else PurePosixPath("/")
 
 
-def _up_to(base: Path, cgroup: PurePosixPath) -> Iterator[Path]:
+def up_to(base: Path, cgroup: PurePosixPath) -> Iterator[Path]:
     """``base/cgroup`` and each of its parents down to ``base`` itself."""
     folder = base.joinpath(*cgroup.parts[1:])
     yield folder
@@ -52,15 +54,17 @@ def _up_to(base: Path, cgroup: PurePosixPath) -> Iterator[Path]:
 
 
 def _v2_quota(folder: Path) -> float | None:
-    parts = _read(folder / "cpu.max").split()
+    parts = read_or_empty(folder / "cpu.max").split()
     return _ratio(parts[0], parts[1]) if len(parts) >= 2 and parts[0] != "max" else None
 
 
 def _v1_quota(folder: Path) -> float | None:
-    return _ratio(_read(folder / "cpu.cfs_quota_us"), _read(folder / "cpu.cfs_period_us"))
+    return _ratio(
+        read_or_empty(folder / "cpu.cfs_quota_us"), read_or_empty(folder / "cpu.cfs_period_us")
+    )
 
 
-def _read(path: Path) -> str:
+def read_or_empty(path: Path) -> str:
     try:
         return path.read_text()
     except OSError:  # absent at this level (or not mounted in this container)
@@ -81,9 +85,9 @@ def cgroup_cpu_quota(cgroup_root: Path = CGROUP_ROOT, proc_root: Path = PROC_ROO
     """CPUs allowed by the tightest cgroup quota (v2 ``cpu.max`` or v1 CFS files) from our
     cgroup up to the root; None if unlimited."""
     v2, v1 = own_cgroups(proc_root)
-    quotas = [_v2_quota(folder) for folder in _up_to(cgroup_root, v2)]
+    quotas = [_v2_quota(folder) for folder in up_to(cgroup_root, v2)]
     for mount in V1_CPU_MOUNTS:
-        quotas += [_v1_quota(folder) for folder in _up_to(cgroup_root / mount, v1)]
+        quotas += [_v1_quota(folder) for folder in up_to(cgroup_root / mount, v1)]
     return min((quota for quota in quotas if quota is not None), default=None)
 
 

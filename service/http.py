@@ -14,6 +14,10 @@ uvicorn leaves three holes that an open port must not have, closed here per conn
   after each response, stopped by the next request's first byte.
 - The body's clock (``BODY_TIMEOUT_S``) is the application's: service/limits.py.
 
+uvicorn also closes every HTTP/1.0 connection after its reply; one whose request says
+``Connection: keep-alive`` is kept open here, its replies saying ``Connection: keep-alive``
+(every reply of this server has a Content-Length, which HTTP/1.0 keep-alive needs).
+
 Every answer the connection layer gives itself (malformed request, oversized or late headers)
 is ``{"error": ...}`` JSON like the application's, never uvicorn's plain text.
 """
@@ -25,11 +29,11 @@ import logging
 from typing import Any, ClassVar
 
 import httptools
-import orjson
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from service.errors import ApiError, BadRequest, HeadersTooLarge, RequestTimeout, error_body
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,6 +44,7 @@ _LINE_BYTES = 16
 # client's buffers before it reads it (a "lingering close", as in nginx).
 LINGER_S = 2.0
 LINGER_BYTES = 1 << 20
+KEEP_ALIVE_HEADER = (b"connection", b"keep-alive")
 
 
 class _Refused(Exception):
@@ -69,7 +74,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._head_timer: asyncio.TimerHandle | None = None
         self._chunk_waiting = False  # a chunk header came, none of its data yet
         self._trailer_bytes = 0
-        self._refusal: tuple[int, str] | None = None
+        self._refusal: ApiError | None = None  # why a parser callback stopped parsing
         self._discard: int | None = None  # lingering: bytes still to drop before closing
         self._linger_timer: asyncio.TimerHandle | None = None
 
@@ -104,20 +109,19 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 self._unsupported_upgrade_warning()
             return
         except httptools.HttpParserError as exc:
-            status, message = self._refusal or (400, f"invalid HTTP request: {exc}")
-            self._refuse(status, message)
+            self._refuse(self._refusal or BadRequest(f"invalid HTTP request: {exc}"))
             return
         if trailing and self._chunk_waiting and not self._reading_head:
             self._trailer_bytes += len(data)
             if self._trailer_bytes > self.max_head_bytes:
-                self._refuse(431, self._trailers_too_large())
+                self._refuse(self._trailers_too_large())
                 return
         # Only chunks wholly inside one head are counted: a chunk that also held the end of a
         # head or of a body goes uncounted (at most one chunk, so still bounded).
         if self._reading_head and counted and heads == self._heads:
             self._head_bytes += len(data)
             if self._head_bytes > self.max_head_bytes:
-                self._refuse(431, self._too_large(self._head_bytes))
+                self._refuse(self._too_large(self._head_bytes))
                 return
             if self._head_timer is None:
                 # Bytes between requests that begin none (stray CRLFs) stopped the
@@ -142,7 +146,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # headers went to the application already; nothing here reads trailers).
         self._trailer_bytes += len(name) + len(value) + 4
         if self._trailer_bytes > self.max_head_bytes:
-            self._refusal = (431, self._trailers_too_large())
+            self._refusal = self._trailers_too_large()
             raise _Refused
 
     def on_chunk_header(self) -> None:
@@ -158,9 +162,19 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._cancel_head_timer()
         size = len(self.url) + _LINE_BYTES + sum(len(n) + len(v) + 4 for n, v in self.headers)
         if size > self.max_head_bytes:
-            self._refusal = (431, self._too_large(size))
+            self._refusal = self._too_large(size)
             raise _Refused
+        previous = self.cycle
         super().on_headers_complete()
+        cycle = self.cycle
+        if (
+            cycle is not previous
+            and cycle is not None
+            and self.scope["http_version"] == "1.0"
+            and self.parser.should_keep_alive()  # llhttp: HTTP/1.0 with Connection: keep-alive
+        ):
+            cycle.keep_alive = True  # uvicorn closes every HTTP/1.0 connection
+            cycle.default_headers = [*cycle.default_headers, KEEP_ALIVE_HEADER]
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -174,29 +188,36 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
         super().on_response_complete()
 
+    def shutdown(self) -> None:
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_started:
+            # uvicorn answers "Connection: close" now: keep-alive is no longer promised.
+            cycle.default_headers = list(self.server_state.default_headers)
+        super().shutdown()
+
     # ---- refusals -----------------------------------------------------------------------------
 
     def send_400_response(self, msg: str) -> None:
-        self._refuse(400, msg)
+        self._refuse(BadRequest(msg))
 
-    def _too_large(self, size: int) -> str:
-        return (
+    def _too_large(self, size: int) -> HeadersTooLarge:
+        return HeadersTooLarge(
             f"request line and headers of {size}+ bytes exceed "
             f"MAX_HEADER_BYTES={self.max_head_bytes}"
         )
 
-    def _trailers_too_large(self) -> str:
-        return (
+    def _trailers_too_large(self) -> HeadersTooLarge:
+        return HeadersTooLarge(
             f"trailers of {self._trailer_bytes}+ bytes exceed "
             f"MAX_HEADER_BYTES={self.max_head_bytes}"
         )
 
-    def _refuse(self, status: int, message: str) -> None:
-        """Answer `status` with a JSON error and close (nothing more is read)."""
+    def _refuse(self, error: ApiError) -> None:
+        """Answer `error` as JSON and close (nothing more is read)."""
         self._cancel_head_timer()
         if self.transport.is_closing():
             return
-        log.info("%s %s: %s", self._peer(), status, message)
+        log.info("%s %s: %s", self._peer(), error.status, error.message)
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete and not cycle.response_started:
             # A malformed body: the handler waiting for it sees a disconnect, and its
@@ -204,8 +225,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             cycle.disconnected = True
             cycle.message_event.set()
         if cycle is None or cycle.disconnected or cycle.response_complete:
-            body = orjson.dumps({"error": message})
-            content = [STATUS_LINE[status]]
+            body = error_body(error.message)
+            content = [STATUS_LINE[error.status]]
             for name, value in self.server_state.default_headers:
                 content += [name, b": ", value, b"\r\n"]
             content += [
@@ -246,9 +267,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return
         if self._head_begun:
             self._refuse(
-                408,
-                f"request line and headers not received within "
-                f"HEADER_TIMEOUT_S={self.head_timeout_s:g} s",
+                RequestTimeout(
+                    f"request line and headers not received within "
+                    f"HEADER_TIMEOUT_S={self.head_timeout_s:g} s"
+                )
             )
         else:  # never sent a byte: nobody to answer
             self.transport.close()

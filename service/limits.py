@@ -4,12 +4,10 @@ bounded time to receive a body (408), so stalled uploads cannot hold in-flight s
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+
+from starlette.types import Receive
 
 from service.errors import BadRequest, PayloadTooLarge, RequestTimeout, Unavailable
-
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
 RETRY_AFTER_SECONDS = "1"
 

@@ -30,7 +30,10 @@ from service.errors import ERRORS
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 REQUEST_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 128)
-UNKNOWN_MODEL = "_unknown"  # keeps label cardinality bounded when clients ask for junk names
+# The label of requests for models the server does not serve (one label, however many junk
+# names clients ask for). No served model can be named so: a model's name is a folder's name or
+# MODEL_NAME ([A-Za-z0-9_.-]+), and neither can hold a "/".
+UNKNOWN_MODEL = "/unknown"
 # Every status an inference request can end with (errors.py lists the errors).
 # 499: the client closed the connection before its reply was sent (service/app.py).
 STATUSES = tuple(sorted({200, 499, 500, *(error.status for error in ERRORS)}))
@@ -78,8 +81,10 @@ class ServerMetrics:
         blocks: int = 1,
         index: int = 0,
     ) -> None:
-        self._labels = [*dict.fromkeys(models), UNKNOWN_MODEL]
-        self._rows = {label: index for index, label in enumerate(self._labels)}
+        names = list(dict.fromkeys(models))
+        self._labels = [*names, UNKNOWN_MODEL]  # by row
+        self._rows = {name: index for index, name in enumerate(names)}  # served models only
+        self._unknown = len(names)  # the unknown models' row
         self._shared = fd is not None
         self._blocks, self._index = blocks, index
         self._size = block_cells(self._labels[:-1])
@@ -98,9 +103,9 @@ class ServerMetrics:
 
     def _row(self, model: str | None) -> int:
         """Where `model`'s cells start in this process's block."""
-        row = self._rows.get(model or UNKNOWN_MODEL)
+        row = self._unknown if model is None else self._rows.get(model)
         if row is None:
-            row = self._rows[UNKNOWN_MODEL] if self._shared else self._add_label(model or "")
+            row = self._unknown if self._shared else self._add_label(model or "")
         return GLOBAL_CELLS + row * MODEL_CELLS
 
     def _add_label(self, model: str) -> int:
@@ -173,7 +178,11 @@ class ServerMetrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
     def labels(self) -> list[str]:
+        """The model label of each row, in order."""
         return list(self._labels)
+
+    def unknown_row(self) -> int:
+        return self._unknown
 
 
 class _Collector:
@@ -206,7 +215,8 @@ class _Collector:
             _LATENCY,
             LATENCY_BUCKETS,
         )
-        served = [(label, row) for label, row in rows if label != UNKNOWN_MODEL]
+        unknown = rows[self._metrics.unknown_row()]
+        served = [row for row in rows if row is not unknown]
         yield _histogram(
             "inference_batch_rows",
             "Rows (first dimension) per ONNX Runtime session run",

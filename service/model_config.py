@@ -31,11 +31,13 @@ def _config_tensor(spec: TensorSpec, batched: bool) -> dict[str, object]:
     }
 
 
-def model_config(served: ServedModel) -> dict[str, object]:
+def model_config(served: ServedModel, hard_cap: bool) -> dict[str, object]:
     """``GET /v2/models/{m}/config``, the subset of Triton's config that clients read.
 
-    ``max_batch_size`` is MAX_BATCH_SIZE when the dynamic batcher serves this model, else 0
-    (then ``dims`` are the full shapes, and any batch size the model accepts is fine).
+    ``max_batch_size`` is the rows of a merged run when the dynamic batcher serves this model,
+    else 0 (then ``dims`` are the full shapes, and any batch size the model accepts is fine).
+    With batching, parameter ``requests_over_max_batch_size`` says what a larger request
+    gets: ``refused`` (400, Triton's rule: MAX_BATCH_SIZE set) or ``run_alone`` (the default).
     """
     model = served.model
     batched = served.max_batch_size > 0
@@ -54,4 +56,6 @@ def model_config(served: ServedModel) -> dict[str, object]:
     if batched:
         delay_us = int(served.max_batch_delay_ms * 1000)
         config["dynamic_batching"] = {"max_queue_delay_microseconds": delay_us}
+        larger = "refused" if hard_cap else "run_alone"
+        config["parameters"] = {"requests_over_max_batch_size": {"string_value": larger}}
     return config

@@ -6,8 +6,6 @@ turns tensor data into numpy arrays without per-element Python work for numeric 
 
 from __future__ import annotations
 
-import math
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,10 +13,23 @@ from typing import Any
 import numpy as np
 import orjson
 
-from service.binary import HEADER_LENGTH_HEADER, decode_tensor, encode_tensor, join_body, split_body
-from service.errors import BadRequest, PayloadTooLarge, show
-from service.json_tensors import check_values, cut_numeric_arrays, decode_numbers
-from service.tensors import ACCEPTED_JSON_KINDS, NUMPY_DTYPES, TensorSpec, element_count
+from service.binary import (
+    BINARY_DATA_SIZE,
+    HEADER_LENGTH_HEADER,
+    RequestTail,
+    ResponseTail,
+    split_body,
+)
+from service.errors import BadRequest, PayloadTooLarge, short_repr
+from service.json_tensors import (
+    check_values,
+    cut_numeric_arrays,
+    decode_numbers,
+    json_data,
+    json_data_to_array,
+    number_or_name,
+)
+from service.tensors import NUMPY_DTYPES, TensorSpec, element_count
 
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 # Sizes whose product numpy (int64 byte counts) can still take, zeros left out.
@@ -74,7 +85,7 @@ def parse_inference_request(
         raise BadRequest("request body must be a JSON object")
     request_id = document.get("id")
     if request_id is not None and not isinstance(request_id, str):
-        raise BadRequest(f"'id' must be a string, got {show(request_id)}")
+        raise BadRequest(f"'id' must be a string, got {short_repr(request_id)}")
     parameters = _parameters(document, "request")
     binary_default = _flag(parameters, "binary_data_output", "request")
     arrays = _parse_inputs(document.get("inputs"), tail, inputs, spans, budget)
@@ -97,13 +108,15 @@ def _parameters(entry: dict[str, Any], where: str) -> dict[str, Any]:
 def _flag(parameters: dict[str, Any], key: str, where: str) -> bool:
     value = parameters.get(key, False)
     if not isinstance(value, bool):
-        raise BadRequest(f"parameter '{key}' of {where} must be true or false, got {show(value)}")
+        raise BadRequest(
+            f"parameter '{key}' of {where} must be true or false, got {short_repr(value)}"
+        )
     return value
 
 
 def _parse_inputs(
     entries: object,
-    tail: memoryview,
+    tail: RequestTail,
     specs: Mapping[str, TensorSpec],
     spans: Mapping[str, memoryview],
     budget: int | None,
@@ -111,7 +124,6 @@ def _parse_inputs(
     if not isinstance(entries, list) or not entries:
         raise BadRequest("'inputs' must be a non-empty list")
     arrays: dict[str, np.ndarray] = {}
-    offset = 0
     decoded = 0
     for entry in entries:
         if not isinstance(entry, dict):
@@ -127,7 +139,7 @@ def _parse_inputs(
                     f"tensors to {decoded} bytes, over its memory budget of {budget} bytes "
                     "(2 x MAX_BODY_BYTES)"
                 )
-        size = _parameters(entry, f"input '{name}'").get("binary_data_size")
+        size = _parameters(entry, f"input '{name}'").get(BINARY_DATA_SIZE)
         if size is None:
             if "data" not in entry:
                 raise BadRequest(f"input '{name}' has neither 'data' nor binary_data_size")
@@ -140,19 +152,8 @@ def _parse_inputs(
             continue
         if "data" in entry:
             raise BadRequest(f"input '{name}' has both 'data' and binary_data_size")
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise BadRequest(f"input '{name}': binary_data_size {show(size)} is not a size")
-        if offset + size > len(tail):
-            raise BadRequest(
-                f"input '{name}': binary_data_size {size} runs past the end of the body "
-                f"({len(tail) - offset} bytes left)"
-            )
-        arrays[name] = decode_tensor(tail[offset : offset + size], datatype, shape, name)
-        offset += size
-    if offset != len(tail):
-        raise BadRequest(
-            f"body has {len(tail) - offset} bytes of binary data not claimed by any input"
-        )
+        arrays[name] = tail.take(size, datatype, shape, name)
+    tail.check_claimed()
     missing = [name for name in specs if name not in arrays]
     if missing:
         raise BadRequest(f"missing input '{missing[0]}'")
@@ -166,11 +167,14 @@ def _tensor_header(
     name = entry.get("name")
     spec = specs.get(name) if isinstance(name, str) else None
     if spec is None:
-        raise BadRequest(f"unknown input {show(name)}; the model's inputs are {', '.join(specs)}")
+        raise BadRequest(
+            f"unknown input {short_repr(name)}; the model's inputs are {', '.join(specs)}"
+        )
     datatype = entry.get("datatype")
     if datatype != spec.datatype:
         raise BadRequest(
-            f"input '{spec.name}' has datatype {show(datatype)}, the model expects {spec.datatype}"
+            f"input '{spec.name}' has datatype {short_repr(datatype)}, "
+            f"the model expects {spec.datatype}"
         )
     shape = entry.get("shape")
     if type(shape) is not list or len(shape) != len(spec.shape):
@@ -181,7 +185,7 @@ def _tensor_header(
     if element_count([dim for dim in shape if dim]) > MAX_DIMENSIONS_PRODUCT:
         # Even with no elements (a 0 among them), numpy cannot make such a shape.
         raise BadRequest(
-            f"input '{spec.name}' has shape {show(shape)}, whose sizes multiply to more "
+            f"input '{spec.name}' has shape {short_repr(shape)}, whose sizes multiply to more "
             f"than {MAX_DIMENSIONS_PRODUCT}"
         )
     return spec.name, spec.datatype, shape
@@ -199,165 +203,10 @@ def _shape_error(spec: TensorSpec, shape: object) -> BadRequest:
     if not isinstance(shape, list) or not all(type(dim) is int and dim >= 0 for dim in shape):
         # -1 ("any size") belongs in model metadata; a request states the sizes it sends.
         return BadRequest(
-            f"input '{spec.name}' has shape {show(shape)}, which is not a list of sizes "
+            f"input '{spec.name}' has shape {short_repr(shape)}, which is not a list of sizes "
             f"(integers 0 or more); {expected}"
         )
-    return BadRequest(f"input '{spec.name}' has shape {show(shape)}, {expected}")
-
-
-# struct's format codes (standard sizes): packing a flat list of JSON numbers checks each
-# value's type and range in C, and writes the datatype's bytes directly.
-_STRUCT_CODES: dict[str, str] = {
-    "UINT8": "B",
-    "UINT16": "H",
-    "UINT32": "I",
-    "UINT64": "Q",
-    "INT8": "b",
-    "INT16": "h",
-    "INT32": "i",
-    "INT64": "q",
-    "FP16": "e",
-    "FP32": "f",
-    "FP64": "d",
-}
-# What JSON cannot write as a number, as this server writes it (and numpy reads it).
-NON_FINITE_NAMES = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-
-
-def json_data_to_array(data: object, datatype: str, shape: list[int], name: str) -> np.ndarray:
-    """Convert the JSON ``data`` of one input (flat or nested, row-major) to an array."""
-    if not isinstance(data, list):
-        raise BadRequest(f"input '{name}': 'data' must be a list")
-    count = element_count(shape)
-    if datatype == "BYTES":
-        flat = _flatten_strings(data, name)
-        if len(flat) != count:
-            raise BadRequest(
-                f"input '{name}': shape {shape} needs {count} elements, data has {len(flat)}"
-            )
-        strings = np.empty(count, dtype=object)
-        strings[:] = flat
-        return strings.reshape(shape)
-    code = _STRUCT_CODES.get(datatype)
-    if code is None or len(data) != count:  # BOOL, or nested lists
-        return _nested_data_to_array(data, datatype, shape, name)
-    try:
-        # The common case, a flat list of numbers: one C loop from Python numbers to the
-        # datatype's bytes, refusing non-numbers, floats for integers, and out-of-range values.
-        packed = struct.pack(f"<{count}{code}", *data)
-    except (struct.error, OverflowError):  # the general path names the culprit
-        return _nested_data_to_array(data, datatype, shape, name)
-    values = np.ndarray(shape, NUMPY_DTYPES[datatype], packed)
-    if count and _holds_bools(data, values):
-        raise BadRequest(f"input '{name}': 'data' holds true/false, not valid {datatype} values")
-    return values
-
-
-def _typed(values: np.ndarray, datatype: str, name: str) -> np.ndarray:
-    """``values`` as the datatype's dtype; a float beyond its range is refused, not inf."""
-    dtype = NUMPY_DTYPES[datatype]
-    if dtype.kind != "f":
-        return values.view(dtype) if values.dtype.itemsize == dtype.itemsize else values
-    with np.errstate(over="ignore"):
-        typed = values.astype(dtype)
-    overflow = np.isinf(typed) & np.isfinite(values)
-    if overflow.any():
-        value = values[np.argmax(overflow)]
-        raise BadRequest(f"input '{name}': value {value:g} is out of range for {datatype}")
-    return typed
-
-
-def _nested_data_to_array(
-    data: list[Any], datatype: str, shape: list[int], name: str
-) -> np.ndarray:
-    """Nested lists, BOOL data, and whatever the flat path refused (for its error message)."""
-    count = element_count(shape)
-    try:
-        array_ = np.array(data)
-    except (ValueError, TypeError):
-        raise BadRequest(f"input '{name}': 'data' is not a rectangular array of numbers") from None
-    if array_.size != count:
-        raise BadRequest(
-            f"input '{name}': shape {shape} needs {count} elements, data has {array_.size}"
-        )
-    dtype = NUMPY_DTYPES[datatype]
-    if count and array_.dtype.kind == "O" and dtype.kind in "iuf":
-        flat = array_.reshape(-1)
-        if all(type(value) is int for value in flat):  # integers beyond 64 bits
-            huge = next(value for value in flat if abs(value) >= 2**63)
-            raise BadRequest(f"input '{name}': value {show(huge)} is out of range for {datatype}")
-    if count and dtype.kind == "f" and array_.dtype.kind in "UO":
-        array_ = _with_non_finite_names(data, array_, datatype, name)
-    if count and dtype.kind in "iu" and array_.dtype.kind == "f":
-        array_ = _exact_integers(data, dtype, datatype, name)
-    if count and array_.dtype.kind not in ACCEPTED_JSON_KINDS[datatype]:
-        raise BadRequest(
-            f"input '{name}': 'data' holds {array_.dtype} values, not valid {datatype} values"
-        )
-    if count and datatype != "BOOL" and _holds_bools(data, array_):
-        raise BadRequest(f"input '{name}': 'data' holds true/false, not valid {datatype} values")
-    if count and dtype.kind in "iu":
-        limits = np.iinfo(dtype)
-        low, high = array_.min(), array_.max()
-        if low < limits.min or high > limits.max:
-            raise BadRequest(
-                f"input '{name}': value {low if low < limits.min else high} "
-                f"is out of range for {datatype}"
-            )
-    if count and dtype.kind == "f":
-        return _typed(array_.astype(np.float64).reshape(-1), datatype, name).reshape(shape)
-    return array_.astype(dtype, copy=False).reshape(shape)
-
-
-def _with_non_finite_names(
-    data: list[Any], array_: np.ndarray, datatype: str, name: str
-) -> np.ndarray:
-    """Float data mixing numbers with "NaN", "Infinity" or "-Infinity" (how responses write
-    them); anything else is left as it was, for the caller to refuse."""
-    converted: list[float] = []
-    for value in np.array(data, dtype=object).reshape(-1):
-        if type(value) is str and value in NON_FINITE_NAMES:
-            converted.append(NON_FINITE_NAMES[value])
-        elif type(value) in (int, float):
-            converted.append(value)
-        else:
-            return array_
-    return np.array(converted, dtype=np.float64).reshape(array_.shape)
-
-
-def _holds_bools(data: list[Any], values: np.ndarray) -> bool:
-    """numpy and array.array turn true/false mixed with numbers into 1/0: look for them, but
-    only when there is a 0 or 1 at all, which keeps typical data on the vectorised path."""
-    if values.dtype.kind not in "iufb" or not np.count_nonzero((values == 0) | (values == 1)):
-        return False
-    return bool in set(map(type, np.array(data, dtype=object).reshape(-1)))
-
-
-def _exact_integers(data: list[Any], dtype: np.dtype[Any], datatype: str, name: str) -> np.ndarray:
-    """numpy infers float64 for ints beyond int64 (large UINT64 values): convert exactly."""
-    flat = np.array(data, dtype=object).reshape(-1)
-    if not all(type(value) is int for value in flat):
-        return np.array(data)  # really holds floats: rejected by the caller
-    try:
-        return np.array(data, dtype=dtype)
-    except OverflowError:
-        raise BadRequest(f"input '{name}': a value is out of range for {datatype}") from None
-
-
-def _flatten_strings(data: list[Any], name: str) -> list[str]:
-    flat: list[str] = []
-    stack = [iter(data)]
-    while stack:
-        for item in stack[-1]:
-            if isinstance(item, list):
-                stack.append(iter(item))
-                break
-            if not isinstance(item, str):
-                raise BadRequest(f"input '{name}': BYTES data must be strings, got {show(item)}")
-            flat.append(item)
-        else:
-            stack.pop()
-    return flat
+    return BadRequest(f"input '{spec.name}' has shape {short_repr(shape)}, {expected}")
 
 
 def _parse_outputs(
@@ -372,7 +221,7 @@ def _parse_outputs(
         name = entry.get("name") if isinstance(entry, dict) else None
         if not isinstance(name, str) or name not in specs:
             raise BadRequest(
-                f"unknown output {show(name)}; the model's outputs are {', '.join(specs)}"
+                f"unknown output {short_repr(name)}; the model's outputs are {', '.join(specs)}"
             )
         parameters = _parameters(entry, f"output '{name}'")
         if "classification" in parameters:
@@ -395,7 +244,7 @@ def encode_inference_response(
 ) -> EncodedResponse:
     """Build the response; outputs asked for in binary go after the JSON header."""
     entries: list[dict[str, object]] = []
-    chunks: list[bytes] = []
+    tail = ResponseTail()
     for output in request.outputs:
         array = results[output.name]
         datatype = specs[output.name].datatype
@@ -405,11 +254,9 @@ def encode_inference_response(
             "shape": list(array.shape),
         }
         if output.binary:
-            raw = encode_tensor(array, datatype)
-            entry["parameters"] = {"binary_data_size": len(raw)}
-            chunks.append(raw)
+            entry["parameters"] = tail.add(array, datatype)
         else:
-            entry["data"] = _json_data(array, datatype)
+            entry["data"] = json_data(array, datatype)
         entries.append(entry)
     document: dict[str, object] = {"model_name": model_name, "model_version": model_version}
     if request.id is not None:
@@ -419,21 +266,6 @@ def encode_inference_response(
     if b"null" in header:  # orjson writes NaN and infinity as null: name them instead
         for entry in entries:
             if isinstance(data := entry.get("data"), np.ndarray) and data.dtype.kind == "f":
-                entry["data"] = [_number_or_name(value) for value in data.tolist()]
+                entry["data"] = [number_or_name(value) for value in data.tolist()]
         header = orjson.dumps(document, option=JSON_OPTIONS)
-    body, headers = join_body(header, chunks)
-    media_type = "application/octet-stream" if chunks else "application/json"
-    return EncodedResponse(body, media_type, headers)
-
-
-def _json_data(array_: np.ndarray, datatype: str) -> object:
-    flat = array_.reshape(-1)
-    if datatype == "BYTES":
-        return [e.decode("utf-8", "replace") if isinstance(e, bytes) else str(e) for e in flat]
-    return np.ascontiguousarray(flat)  # orjson serializes numpy arrays natively
-
-
-def _number_or_name(value: float) -> float | str:
-    if math.isfinite(value):
-        return value
-    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return EncodedResponse(*tail.join(header))

@@ -1,4 +1,5 @@
-"""The served models, looked up by name and optional version (404s name what was asked).
+"""The served models, looked up by name and optional version (404s name what was asked,
+cut to errors.SHOWN_CHARS characters).
 
 A ServedModel is everything a request needs: the loaded session, the runner that executes
 it, and the batching decision its /config reports. One lookup per request.
@@ -10,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from service.batching import Runner, batch_limit, make_runner
-from service.errors import NotFound
+from service.errors import NotFound, clip
 from service.metrics import ServerMetrics
 from service.runtime import InferenceExecutor, LoadedModel
 from service.settings import Settings
@@ -34,7 +35,7 @@ class ServedModel:
         return self.model.version
 
 
-def serve_model(
+def make_served_model(
     model: LoadedModel, settings: Settings, executor: InferenceExecutor, metrics: ServerMetrics
 ) -> ServedModel:
     """Decide how `model` is run under `settings` (the one place batching is decided)."""
@@ -64,13 +65,13 @@ class ModelRegistry:
     def get(self, name: str, version: str | None = None) -> ServedModel:
         versions = self._models.get(name)
         if versions is None:
-            raise NotFound(f"unknown model '{name}'")
+            raise NotFound(f"unknown model '{clip(name)}'")
         if version is None or version == "":
             return self._latest[name]
         served = versions.get(version)
         if served is None:
             raise NotFound(
-                f"unknown version '{version}' of model '{name}' "
+                f"unknown version '{clip(version)}' of model '{name}' "
                 f"(available: {', '.join(self.versions(name))})"
             )
         return served

@@ -1,7 +1,7 @@
 """Load the models, then serve them with uvicorn until SIGTERM or SIGINT.
 
-With ``WORKERS`` > 1, :func:`serve` is the supervisor of that many server processes
-(service/workers.py); each of them runs :func:`serve_process` on the shared port.
+:func:`serve_process` is one server process: the only one, or with ``WORKERS`` > 1 one of
+the processes that service/workers.py supervises on a shared port.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from service.cpus import usable_cpu_count
 from service.http import protocol_class
 from service.inference_log import InferenceLog
 from service.metrics import ServerMetrics
-from service.registry import ModelRegistry, serve_model
+from service.registry import ModelRegistry, make_served_model
 from service.repository import ModelSourceError, discover_models
 from service.runtime import (
     InferenceExecutor,
@@ -35,7 +35,7 @@ log = logging.getLogger("service")
 
 def intra_op_threads(settings: Settings) -> int:
     """INTRA_OP_THREADS, or this process's share of the usable CPUs."""
-    shares = settings.workers * settings.inference_workers
+    shares = max(1, settings.workers) * settings.inference_workers  # WORKERS=auto: resolved
     return settings.intra_op_threads or max(1, usable_cpu_count() // shares)
 
 
@@ -52,7 +52,7 @@ def build_state(settings: Settings, metrics: ServerMetrics | None = None) -> Ser
     elif unknown := set(names) - set(metrics.labels()):
         # A worker's metrics block was laid out for the models the supervisor found.
         raise ModelSourceError(f"model {sorted(unknown)[0]!r} appeared after the server started")
-    served = [serve_model(model, settings, executor, metrics) for model in models]
+    served = [make_served_model(model, settings, executor, metrics) for model in models]
     inference_log = (
         InferenceLog.from_settings(settings, metrics) if settings.prediction_log_url else None
     )
@@ -75,15 +75,6 @@ class _Server(uvicorn.Server):
         await super().startup(sockets)
         if self.started and self._on_started is not None:
             self._on_started()
-
-
-def serve(settings: Settings) -> int:
-    """Run until SIGTERM/SIGINT; the process exit code (1: a model could not be loaded)."""
-    if settings.workers > 1:
-        from service.workers import supervise
-
-        return supervise(settings)
-    return serve_process(settings)
 
 
 def serve_process(

@@ -10,9 +10,11 @@ processes accepting on the shared socket.
 - SIGTERM or SIGINT: forwarded to every worker as SIGTERM; each drains its in-flight
   requests (SHUTDOWN_TIMEOUT_S) and flushes its inference log, in parallel; the supervisor
   exits 0 once all have exited 0.
-- A worker that fails before it serves (a bad model: exit 1) stops them all, with its code.
-- A worker that dies while serving (killed, crashed) is started again in its place, keeping
-  its metrics block (counters go on adding up, its gauges restart from 0); more than
+- A worker that exits with an error before it serves (a bad model: exit 1) stops them all,
+  with its code: another try would fail the same way.
+- A worker that dies otherwise (killed by a signal, e.g. SIGKILL or the OOM killer, before
+  or while serving; or exits while serving) is started again in its place, keeping its
+  metrics block (counters go on adding up, its gauges restart from 0); more than
   RESTART_LIMIT deaths within RESTART_WINDOW_S stop them all with exit 1, for the
   orchestrator to act on.
 - Workers get SIGTERM if the supervisor itself dies (PR_SET_PDEATHSIG): no orphans.
@@ -124,8 +126,11 @@ class _Supervisor:
             str(write_fd),
             json.dumps(self._names),
         ]
+        # WORKERS as counted (WORKERS=auto: service/auto_workers.py), for each worker's share
+        # of the CPUs.
+        env = {**os.environ, "WORKERS": str(self._settings.workers)}
         process = subprocess.Popen(
-            command, pass_fds=(self._sock.fileno(), self._metrics_fd, write_fd)
+            command, pass_fds=(self._sock.fileno(), self._metrics_fd, write_fd), env=env
         )
         os.close(write_fd)
         self._workers[index] = _Worker(index, process, read_fd, deaths=deaths or [])
@@ -155,9 +160,9 @@ class _Supervisor:
                 log.error("worker %d exited with %d while stopping", worker.index, code)
                 self._exit_code = self._exit_code or 1
             return
-        if not worker.ready:
+        if not worker.ready and code > 0:
             log.error("worker %d exited with %d before serving; stopping", worker.index, code)
-            self._exit_code = code or 1
+            self._exit_code = code
             self._stop_all()
             return
         now = time.monotonic()
@@ -173,10 +178,11 @@ class _Supervisor:
             self._stop_all()
             return
         log.error(
-            "worker %d (pid %d) died with %d; starting it again",
+            "worker %d (pid %d) died with %d %s; starting it again",
             worker.index,
             worker.process.pid,
             code,
+            "while serving" if worker.ready else "before serving",
         )
         self._start(worker.index, deaths)
 

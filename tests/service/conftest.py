@@ -24,7 +24,8 @@ def model_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def server(
     model_repository: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
-    """The main server: batching off, default limits except a 1 MiB body limit."""
+    """The main server: default settings (so dynamic batching is on) except a 1 MiB body
+    limit."""
     log = tmp_path_factory.mktemp("logs") / "server.log"
     env = {"MODEL_REPOSITORY": str(model_repository), "MAX_BODY_BYTES": str(TEST_MAX_BODY_BYTES)}
     with running_server(env, log) as live:
@@ -32,11 +33,24 @@ def server(
 
 
 @pytest.fixture(scope="session")
+def unbatched_server(
+    model_repository: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """Dynamic batching off (MAX_BATCH_SIZE=0): every request is a session run of its own."""
+    log = tmp_path_factory.mktemp("logs") / "unbatched.log"
+    with running_server(
+        {"MODEL_REPOSITORY": str(model_repository), "MAX_BATCH_SIZE": "0"}, log
+    ) as live:
+        yield live
+
+
+@pytest.fixture(scope="session")
 def batching_server(
     model_repository: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
-    """Dynamic batching on. A batch runs only once it holds BATCH_ROWS rows (the 60 s delay
-    is never reached), so tests that send rows in multiples of BATCH_ROWS merge for sure."""
+    """Dynamic batching with a hard cap (MAX_BATCH_SIZE set). A batch runs only once it holds
+    BATCH_ROWS rows (the 60 s delay is never reached), so tests that send rows in multiples of
+    BATCH_ROWS merge for sure."""
     log = tmp_path_factory.mktemp("logs") / "batching.log"
     env = {
         "MODEL_REPOSITORY": str(model_repository),
@@ -51,8 +65,8 @@ def batching_server(
 def eager_batching_server(
     model_repository: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
-    """Dynamic batching as configured by default (MAX_BATCH_DELAY_MS=0): requests merge when
-    they queue up behind a busy worker, whatever their rows add up to."""
+    """Dynamic batching with the default delay (MAX_BATCH_DELAY_MS=0) and a small hard cap:
+    requests merge when they queue up behind a busy worker, whatever their rows add up to."""
     log = tmp_path_factory.mktemp("logs") / "eager-batching.log"
     env = {"MODEL_REPOSITORY": str(model_repository), "MAX_BATCH_SIZE": str(BATCH_ROWS)}
     with running_server(env, log) as live:

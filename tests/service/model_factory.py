@@ -56,6 +56,17 @@ def lookup_model() -> onnx.ModelProto:
     return _finish(graph)
 
 
+def fixed_shape_model() -> onnx.ModelProto:
+    """Input ``x`` FP32 [4, 2] -> output ``y`` = -x: no batch dimension, so never merged."""
+    graph = helper.make_graph(
+        [helper.make_node("Neg", ["x"], ["y"])],
+        "fixed",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, COLUMNS])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, COLUMNS])],
+    )
+    return _finish(graph)
+
+
 def _finish(graph: onnx.GraphProto) -> onnx.ModelProto:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 9

@@ -87,3 +87,37 @@ def test_a_reply_the_client_never_got_is_not_counted_as_200(slow_server: LiveSer
     slow_server.wait_for_metric("inference_requests_total", before_gone + 1, gone)
     assert slow_server.metric("inference_requests_total", ok) == before_ok
     assert "Traceback" not in slow_server.log()
+
+
+@pytest.fixture(scope="module")
+def short_clocks_server(
+    model_repository: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """Every clock of the connection five times shorter than a lone request's batch wait."""
+    log = tmp_path_factory.mktemp("logs") / "short-clocks.log"
+    env = {
+        "MODEL_REPOSITORY": str(model_repository),
+        "HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S),
+        "BODY_TIMEOUT_S": str(HEADER_TIMEOUT_S),
+        "KEEP_ALIVE_TIMEOUT_S": str(HEADER_TIMEOUT_S),
+        "MAX_BATCH_SIZE": "8",
+        "MAX_BATCH_DELAY_MS": str(BATCH_DELAY_MS),
+    }
+    with running_server(env, log) as live:
+        yield live
+
+
+def test_no_clock_runs_while_the_server_works(short_clocks_server: LiveServer) -> None:
+    """Header, body and keep-alive clocks of half a second each; the request waits 2.5 s in
+    the server, on a connection that was idle-kept-alive just before."""
+    port = short_clocks_server.port
+    with socket.create_connection(("127.0.0.1", port), timeout=GENEROUS_S) as sock:
+        sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(sock)[0] == 200  # the keep-alive clock starts here ...
+        sock.sendall(lookup_request())  # ... and stops here
+        status, _, body = read_response(sock)
+        assert status == 200, body
+        assert orjson.loads(body)["outputs"][0]["data"] == [2.0, 3.0]
+        sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(sock)[0] == 200
+        assert sock.recv(1) == b""  # then idle: closed by the keep-alive clock

@@ -53,7 +53,7 @@ def test_config_advertises_batching(batching_server: LiveServer) -> None:
 
 
 def test_concurrent_requests_merge_and_match_unbatched(
-    server: LiveServer, batching_server: LiveServer
+    unbatched_server: LiveServer, batching_server: LiveServer
 ) -> None:
     rows = np.random.default_rng(5).standard_normal((BATCH_ROWS * 4, 1, 256)).astype(np.float32)
     runs_before, requests_before = batch_counts(batching_server, "mlp")
@@ -64,7 +64,7 @@ def test_concurrent_requests_merge_and_match_unbatched(
     assert requests_after - requests_before == len(rows)
     assert runs_after - runs_before == len(rows) / BATCH_ROWS
     for row, answer in zip(rows, batched, strict=True):
-        alone = mlp_infer(server, row)
+        alone = mlp_infer(unbatched_server, row)
         np.testing.assert_allclose(answer["logits"], alone["logits"], rtol=1e-5, atol=1e-5)
         np.testing.assert_array_equal(answer["label"], alone["label"])
 
@@ -142,21 +142,23 @@ def test_one_failing_request_does_not_fail_its_merged_batch(batching_server: Liv
     assert batch_counts(batching_server, "lookup")[1] - requests_before == BATCH_ROWS - 1
 
 
-def test_request_larger_than_max_batch_size_is_refused(
-    server: LiveServer, batching_server: LiveServer
+def test_request_larger_than_an_explicit_max_batch_size_is_refused(
+    unbatched_server: LiveServer, batching_server: LiveServer
 ) -> None:
+    """MAX_BATCH_SIZE set is a hard cap, as in Triton (the default cap is not: see
+    test_batching_defaults.py)."""
     rows = np.zeros((BATCH_ROWS + 1, 256), dtype=np.float32)
     with pytest.raises(triton_utils.InferenceServerException) as refused:
         mlp_infer(batching_server, rows)
     assert refused.value.status() == "400"
     message = refused.value.message()
     assert f"{BATCH_ROWS + 1} rows" in message and f"MAX_BATCH_SIZE={BATCH_ROWS}" in message
-    assert mlp_infer(server, rows)["label"].shape == (BATCH_ROWS + 1,)  # batching off: any size
+    assert mlp_infer(unbatched_server, rows)["label"].shape == (BATCH_ROWS + 1,)  # any size
     assert mlp_infer(batching_server, rows[:BATCH_ROWS])["label"].shape == (BATCH_ROWS,)
 
 
 def test_inputs_of_different_rows_are_answered_as_without_batching(
-    server: LiveServer, eager_batching_server: LiveServer
+    unbatched_server: LiveServer, eager_batching_server: LiveServer
 ) -> None:
     """The model accepts inputs whose first dimensions differ: so must the batcher (it runs
     such a request alone, and has nothing to split)."""
@@ -165,7 +167,7 @@ def test_inputs_of_different_rows_are_answered_as_without_batching(
     body, headers = request_body(
         {f"in_{datatype}": (datatype, array) for datatype, array in sent.items()}, set()
     )
-    for live in (server, eager_batching_server):
+    for live in (unbatched_server, eager_batching_server):
         url = f"{live.base}/v2/models/identity/infer"
         received = decode_response(httpx.post(url, content=body, headers=headers, timeout=60))
         for name, array, _ in received:

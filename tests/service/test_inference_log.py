@@ -371,7 +371,7 @@ def test_a_role_that_may_only_insert_logs_into_existing_tables(
     assert len(cluster.query(owner, "SELECT 1 FROM inference_log")) == 3
 
 
-def test_readme_query_gives_latency_and_error_rate_per_version(
+def test_the_documented_query_gives_latency_and_error_rate_per_version(
     cluster: PostgresCluster, tmp_path: Path
 ) -> None:
     url = cluster.url(cluster.create_database())
@@ -386,9 +386,9 @@ def test_readme_query_gives_latency_and_error_rate_per_version(
         )
         assert cluster.query(url, named)
     assert "inference log: stopped; 9 rows written\n" in server.log()  # over several batches
-    readme = (REPO / "README.md").read_text()
-    match = re.search(r"```sql\n(.*?)```", readme, re.DOTALL)
-    assert match, "README.md has no ```sql block"
+    server_docs = (REPO / "docs" / "SERVER.md").read_text()
+    match = re.search(r"```sql\n(.*?)```", server_docs, re.DOTALL)
+    assert match, "docs/SERVER.md has no ```sql block"
     [row] = cluster.query(url, match.group(1))
     assert (row["model"], row["model_version"], row["requests"]) == ("mlp", "1", 9)
     assert 0 < row["p50_ms"] <= row["p99_ms"]

@@ -10,6 +10,7 @@ import pytest
 import tritonclient.http as triton
 
 import service
+from service.settings import DEFAULT_MAX_BATCH_SIZE
 from tests.service.conftest import BATCH_ROWS
 from tests.service.live_server import LiveServer
 from tests.service.model_factory import DEFAULT_MODEL, ONNX_TYPES, sample_arrays
@@ -48,16 +49,16 @@ def test_model_metadata_reports_signature_and_providers(
     assert client.get_model_metadata("identity")["versions"] == ["1", "3"]
 
 
-def identity_config(batched: bool) -> dict[str, object]:
+def identity_config(max_batch_size: int) -> dict[str, object]:
     """Triton's config of the identity model: BYTES is TYPE_STRING; dims leave out the batch
-    dimension when the batcher serves the model."""
+    dimension when the batcher serves the model (max_batch_size > 0)."""
 
     def tensors(prefix: str) -> list[dict[str, object]]:
         return [
             {
                 "name": f"{prefix}_{datatype}",
                 "data_type": f"TYPE_{'STRING' if datatype == 'BYTES' else datatype}",
-                "dims": [2] if batched else [-1, 2],
+                "dims": [2] if max_batch_size else [-1, 2],
             }
             for datatype in ONNX_TYPES
         ]
@@ -67,19 +68,32 @@ def identity_config(batched: bool) -> dict[str, object]:
         "platform": "onnxruntime_onnx",
         "backend": "onnxruntime",
         "version_policy": {"latest": {"num_versions": 1}},
-        "max_batch_size": BATCH_ROWS if batched else 0,
+        "max_batch_size": max_batch_size,
         "input": tensors("in"),
         "output": tensors("out"),
         "instance_group": [{"kind": "KIND_CPU"}],
     }
 
 
-def test_model_config_documents(server: LiveServer, batching_server: LiveServer) -> None:
-    plain = httpx.get(f"{server.base}/v2/models/identity/config").json()
-    assert plain == identity_config(batched=False)
-    batched = httpx.get(f"{batching_server.base}/v2/models/identity/versions/1/config").json()
-    delay = {"dynamic_batching": {"max_queue_delay_microseconds": 60_000_000}}  # 60000 ms
-    assert batched == identity_config(batched=True) | delay
+def batching(delay_us: int, larger: str) -> dict[str, object]:
+    """The config's batching entries: the delay, and what a request of more rows gets."""
+    return {
+        "dynamic_batching": {"max_queue_delay_microseconds": delay_us},
+        "parameters": {"requests_over_max_batch_size": {"string_value": larger}},
+    }
+
+
+def test_model_config_documents(
+    server: LiveServer, unbatched_server: LiveServer, batching_server: LiveServer
+) -> None:
+    """Defaults: batching with a cap of 64 rows that larger requests pass alone. MAX_BATCH_SIZE
+    set: a hard cap (larger requests get 400, as in Triton). MAX_BATCH_SIZE=0: no batching."""
+    default = httpx.get(f"{server.base}/v2/models/identity/config").json()
+    assert default == identity_config(DEFAULT_MAX_BATCH_SIZE) | batching(0, "run_alone")
+    plain = httpx.get(f"{unbatched_server.base}/v2/models/identity/config").json()
+    assert plain == identity_config(0)
+    hard = httpx.get(f"{batching_server.base}/v2/models/identity/versions/1/config").json()
+    assert hard == identity_config(BATCH_ROWS) | batching(60_000_000, "refused")  # 60000 ms
 
 
 def test_server_metadata_and_health_documents(server: LiveServer) -> None:
@@ -96,11 +110,11 @@ def test_server_metadata_and_health_documents(server: LiveServer) -> None:
     assert ready == {"name": "mlp", "version": "1", "ready": True}
 
 
-def test_model_config_without_batching(client: triton.InferenceServerClient) -> None:
-    config = client.get_model_config("mlp")
+def test_model_config_without_batching(unbatched_server: LiveServer) -> None:
+    config = triton.InferenceServerClient(unbatched_server.url).get_model_config("mlp")
     assert config["max_batch_size"] == 0
     assert config["input"] == [{"name": "input", "data_type": "TYPE_FP32", "dims": [-1, 256]}]
-    assert "dynamic_batching" not in config
+    assert "dynamic_batching" not in config and "parameters" not in config
 
 
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])

@@ -9,7 +9,9 @@ model run and reply take. Peak memory is the kernel's high-water mark (VmHWM in
 from __future__ import annotations
 
 import gzip
+import select
 import socket
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,6 +36,12 @@ BUDGET = 4 * MAX_BODY  # the documented bound on one request's growth
 MLP = "/v2/models/mlp/infer"
 LOOKUP = "/v2/models/lookup/infer"
 DEEP = "/v2/models/deep/infer"
+# Health checks answered one after another while a body inflates: at most one when inflating
+# is on the event loop, 25 to 70 on the development machine off it ...
+HEALTH_CHECKS_DURING_INFLATION = 5
+# ... and while a reply is compressed: on the event loop, only those answered while the model
+# runs (about 10 on the development machine), off it, about 1000.
+HEALTH_CHECKS_DURING_COMPRESSION = 100
 
 
 def deep_model() -> onnx.ModelProto:
@@ -50,11 +58,29 @@ def deep_model() -> onnx.ModelProto:
     return model
 
 
+def tile_model() -> onnx.ModelProto:
+    """``row`` FP32 [1, n] tiled ``repeats`` (INT64 [2]) times: a small request, a large reply."""
+    graph = helper.make_graph(
+        [helper.make_node("Tile", ["row", "repeats"], ["tiled"])],
+        "tile",
+        [
+            helper.make_tensor_value_info("row", TensorProto.FLOAT, [1, "n"]),
+            helper.make_tensor_value_info("repeats", TensorProto.INT64, [2]),
+        ],
+        [helper.make_tensor_value_info("tiled", TensorProto.FLOAT, ["r", "n"])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    return model
+
+
 @pytest.fixture(scope="module")
 def budget_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     repository = make_repository(tmp_path_factory.mktemp("budget-repository"))
     (repository / "deep" / "1").mkdir(parents=True)
     (repository / "deep" / "1" / "model.onnx").write_bytes(deep_model().SerializeToString())
+    (repository / "tile" / "1").mkdir(parents=True)
+    (repository / "tile" / "1" / "model.onnx").write_bytes(tile_model().SerializeToString())
     log = tmp_path_factory.mktemp("logs") / "budgets.log"
     env = {"MODEL_REPOSITORY": str(repository), "MAX_BODY_BYTES": str(MAX_BODY)}
     with running_server(env, log) as live:
@@ -169,3 +195,84 @@ def test_48_mib_of_trailers_get_431_within_the_budget(budget_server: LiveServer)
     assert_json_error(status, headers, body, 431)
     assert sent < limit
     assert peak_rss(budget_server) - before <= BUDGET
+
+
+def gzip_of_zeros(size: int) -> bytes:
+    """`size` zero bytes, gzipped a MiB at a time (never all in memory here)."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    parts = [compressor.compress(bytes(1 << 20)) for _ in range(size >> 20)]
+    return b"".join([*parts, compressor.flush()])
+
+
+def test_health_checks_are_answered_while_a_large_gzip_body_inflates(
+    budget_server: LiveServer,
+) -> None:
+    """Inflating is done on a thread: the event loop answers other requests meanwhile. The
+    body is small (32 KiB, read at once) and inflates for a long while (to MAX_BODY_BYTES,
+    then 413), so health checks answered before its reply were answered during inflation; on
+    the event loop, at most the first could be (ordering only: nothing here is timed)."""
+    bomb = gzip_of_zeros(2 * MAX_BODY)
+    head = (
+        f"POST {LOOKUP} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Encoding: gzip\r\nContent-Length: {len(bomb)}\r\n\r\n"
+    ).encode()
+    answered = 0
+    with (
+        socket.create_connection(("127.0.0.1", budget_server.port), timeout=GENEROUS_S) as sock,
+        httpx.Client(base_url=budget_server.base, timeout=GENEROUS_S) as client,
+    ):
+        assert client.get("/v2/health/live").status_code == 200  # connected before the bomb
+        sock.sendall(head + bomb)
+        while not select.select([sock], [], [], 0)[0] and answered < 100_000:
+            assert client.get("/v2/health/live").status_code == 200
+            answered += 1
+        status, headers, body = read_response(sock)
+    assert_json_error(status, headers, body, 413)
+    assert answered >= HEALTH_CHECKS_DURING_INFLATION, answered
+
+
+def test_health_checks_are_answered_while_a_large_reply_is_compressed(
+    budget_server: LiveServer,
+) -> None:
+    """Encoding and compressing a large reply is done on a thread too. The request is small
+    (parsed at once) and its model's run short; its 16 MiB reply, of a random 64 KiB row
+    repeated (nothing for gzip to find in its 32 KiB window), takes long to compress."""
+    row = np.random.default_rng(5).standard_normal((1, 16384)).astype(np.float32)
+    repeats = MAX_BODY // row.nbytes
+    head = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "row",
+                    "datatype": "FP32",
+                    "shape": [1, row.shape[1]],
+                    "parameters": {"binary_data_size": row.nbytes},
+                },
+                {"name": "repeats", "datatype": "INT64", "shape": [2], "data": [repeats, 1]},
+            ],
+            "outputs": [{"name": "tiled", "parameters": {"binary_data": True}}],
+        }
+    )
+    body = head + row.tobytes()
+    request = (
+        f"POST /v2/models/tile/infer HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n"
+        f"Inference-Header-Content-Length: {len(head)}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    answered = 0
+    with (
+        socket.create_connection(("127.0.0.1", budget_server.port), timeout=GENEROUS_S) as sock,
+        httpx.Client(base_url=budget_server.base, timeout=GENEROUS_S) as client,
+    ):
+        assert client.get("/v2/health/live").status_code == 200
+        sock.sendall(request + body)
+        while not select.select([sock], [], [], 0)[0] and answered < 100_000:
+            assert client.get("/v2/health/live").status_code == 200
+            answered += 1
+        status, headers, reply = read_response(sock)
+    assert status == 200, reply[:300]
+    assert headers["content-encoding"] == "gzip"
+    inflated = gzip.decompress(reply)
+    length = int(headers["inference-header-content-length"])
+    tiled = np.frombuffer(inflated[length:], dtype="<f4").reshape(repeats, -1)
+    assert np.array_equal(tiled, np.tile(row, (repeats, 1)))
+    assert answered >= HEALTH_CHECKS_DURING_COMPRESSION, answered

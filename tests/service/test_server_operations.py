@@ -14,6 +14,7 @@ import httpx
 import orjson
 import pytest
 
+from service.metrics import UNKNOWN_MODEL
 from tests.service.live_server import (
     REPO,
     HeldRequest,
@@ -96,7 +97,7 @@ def test_metrics_count_requests_latency_and_batches(server: LiveServer) -> None:
     text = httpx.get(f"{server.base}/metrics").text
     assert server.metric("inference_requests_total", 'model="mlp",status="200"') == before + 3
     assert server.metric("inference_batch_rows_sum", 'model="mlp"') == rows_before + 12
-    assert server.metric("inference_requests_total", 'model="_unknown",status="404"') >= 1
+    assert server.metric("inference_requests_total", f'model="{UNKNOWN_MODEL}",status="404"') >= 1
     assert 'inference_request_duration_seconds_count{model="mlp"}' in text
     assert "inference_requests_in_flight 0.0" in text
 

@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from service.batching import DirectRunner, batch_limit
-from service.errors import NotFound, show
+from service.errors import NotFound, short_repr
 from service.logging_setup import JsonLinesFormatter
 from service.metrics import ServerMetrics
 from service.registry import ModelRegistry, ServedModel
@@ -28,7 +28,7 @@ from service.runtime import (
     load_model,
     session_options,
 )
-from service.settings import Settings, SettingsError, load_settings
+from service.settings import DEFAULT_MAX_BATCH_SIZE, Settings, SettingsError, load_settings
 from service.tensors import TensorSpec
 
 # --- settings: the first and last valid value of each range, and one past each end ---
@@ -147,6 +147,7 @@ def test_batching_needs_a_batch_dimension_everywhere(
 ) -> None:
     model = loaded("m", "1", *specs)
     assert batch_limit(model, 8) == limit
+    assert batch_limit(model, None) == (DEFAULT_MAX_BATCH_SIZE if limit else 0)  # unset
     assert batch_limit(model, 1) == 0  # MAX_BATCH_SIZE=1: nothing to merge
     assert batch_limit(model, 0) == 0
 
@@ -180,10 +181,10 @@ def test_session_options_keep_threads_from_competing() -> None:
 
 
 def test_values_in_messages_are_cut_short() -> None:
-    assert show("abc") == "'abc'"
-    assert len(show("x" * 500)) <= 80
-    assert show("abcdefgh", limit=10) == "'abcdefgh'"  # exactly the limit: shown whole
-    assert show("abcdefghi", limit=10) == "'abcdef..."
+    assert short_repr("abc") == "'abc'"
+    assert len(short_repr("x" * 500)) <= 80
+    assert short_repr("abcdefgh", limit=10) == "'abcdefgh'"  # exactly the limit: shown whole
+    assert short_repr("abcdefghi", limit=10) == "'abcdef..."
 
 
 def test_json_log_lines_carry_the_exception() -> None:

@@ -110,6 +110,30 @@ def test_a_killed_worker_is_replaced_and_its_counts_survive(two_workers: LiveSer
     assert "starting it again" in two_workers.log()
 
 
+def test_a_worker_killed_before_it_serves_is_replaced(
+    model_repository: Path, tmp_path: Path
+) -> None:
+    """SIGKILL (as the OOM killer sends) while a worker still loads: it is started again, as
+    one killed while serving would be, and the server keeps serving."""
+    env = {"MODEL_REPOSITORY": str(model_repository), "WORKERS": "2"}
+    process, port = spawn(env, tmp_path / "log")
+    server = LiveServer(process, port, tmp_path / "log")
+    try:
+        victim = min(wait_for_workers(server, 2))  # started, still importing and loading
+        os.kill(victim, signal.SIGKILL)
+        wait_ready(server)
+        wait_for_workers(server, 2, other_than=frozenset({victim}))
+        wait_until_all_serve(server)
+        assert f"died with -{signal.SIGKILL.value} before serving; starting it again" in (
+            server.log()
+        )
+        for _ in range(4):  # new connections: both workers get some
+            assert httpx.post(f"{server.base}{MLP}", content=BODY).status_code == 200
+        assert process.poll() is None
+    finally:
+        assert server.stop() == 0
+
+
 def test_sigterm_drains_every_worker(model_repository: Path, tmp_path: Path) -> None:
     env = {"MODEL_REPOSITORY": str(model_repository), "WORKERS": "2"}
     process, port = spawn(env, tmp_path / "log")
