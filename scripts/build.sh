@@ -3,6 +3,7 @@
 # targets, build args and CA secret): each as onnx-serving:<variant>.
 #   ./scripts/build.sh                 # every variant of ci/src/onnx_serving/variants.py
 #   ./scripts/build.sh cpu gpu         # some of them
+#   ./scripts/build.sh --models DIR cpu   # a model repository (or a folder holding one .onnx)
 # CA_BUNDLE (default: the host's bundle) reaches pip as a BuildKit secret; BASE_IMAGE overrides
 # the Dockerfile's base. The steps live in ci/src/onnx_serving/local.py.
 set -euo pipefail
