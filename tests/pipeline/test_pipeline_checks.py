@@ -7,7 +7,6 @@ image and security tests and scripts/ run for real with Docker and the pinned bi
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import pytest
@@ -15,6 +14,7 @@ from dagger import dag
 
 from onnx_serving import commands, trivy
 from onnx_serving.variants import ALL_DOCKERFILES
+from tests.trivy_reports import report_text, vulnerability
 
 from .conftest import make_module
 from .plan import REPO, Call, FakeEngine, calls, dockerfile_target, fake_engine, find, names, only
@@ -128,28 +128,7 @@ def test_a_failing_linter_fails_lint(module: Any) -> None:
         asyncio.run(module.lint())
 
 
-def _report(*vulnerabilities: dict[str, str]) -> str:
-    """A report in Trivy's JSON format (SchemaVersion 2) for the scanned tarball."""
-    result = {"Target": "python-pkg", "Class": "lang-pkgs", "Type": "python-pkg"}
-    return json.dumps(
-        {
-            "SchemaVersion": 2,
-            "ArtifactName": "/scan/image.tar",
-            "ArtifactType": "container_image",
-            "Results": [{**result, "Vulnerabilities": list(vulnerabilities)}],
-        }
-    )
-
-
-def _vulnerability(severity: str, fixed: str = "") -> dict[str, str]:
-    return {
-        "VulnerabilityID": "CVE-2026-12345",
-        "PkgName": "examplelib",
-        "InstalledVersion": "1.0.0",
-        "FixedVersion": fixed,
-        "Severity": severity,
-        "Title": "example flaw",
-    }
+CVE = "CVE-2026-12345"  # the finding of the canned reports
 
 
 def scan_answers(report: str) -> dict[str, Any]:
@@ -172,7 +151,7 @@ def scanned_images(engine: FakeEngine) -> list[list[Call]]:
 
 
 def test_scan_runs_trivy_on_the_image_tarball_with_a_locked_db_cache(module: Any) -> None:
-    with fake_engine(scan_answers(_report(_vulnerability("MEDIUM", fixed="1.0.1")))) as engine:
+    with fake_engine(scan_answers(report_text(vulnerability(CVE, "MEDIUM", "1.0.1")))) as engine:
         out = asyncio.run(module.scan(variant="cpu"))
     ignore_file, scan = engine.queries
     assert names(ignore_file)[-2:] == ["file", "contents"]
@@ -202,7 +181,7 @@ def test_scan_runs_trivy_on_the_image_tarball_with_a_locked_db_cache(module: Any
 
 def test_scan_without_a_variant_scans_every_published_variant(module: Any) -> None:
     """`dagger check` and the weekly scan call `scan` without arguments: the table decides."""
-    with fake_engine(scan_answers(_report(_vulnerability("LOW", fixed="1.0.1")))) as engine:
+    with fake_engine(scan_answers(report_text(vulnerability(CVE, "LOW", "1.0.1")))) as engine:
         out = asyncio.run(module.scan())
     scanned = [dockerfile_target(only(image, "dockerBuild")) for image in scanned_images(engine)]
     assert scanned == [("dockerfiles/Dockerfile", "cpu"), ("dockerfiles/Dockerfile", "gpu")]
@@ -213,7 +192,7 @@ def test_scan_without_a_variant_scans_every_published_variant(module: Any) -> No
 
 
 def test_scan_fails_at_the_severity_gate(module: Any) -> None:
-    with fake_engine(scan_answers(_report(_vulnerability("HIGH", fixed="1.0.1")))):
+    with fake_engine(scan_answers(report_text(vulnerability(CVE, "HIGH", "1.0.1")))):
         with pytest.raises(RuntimeError, match=r"FAIL.*\n.*CVE-2026-12345"):
             asyncio.run(module.scan())
         # The same finding passes when the threshold is CRITICAL only.
@@ -221,7 +200,7 @@ def test_scan_fails_at_the_severity_gate(module: Any) -> None:
 
 
 def test_scan_ignore_unfixed(module: Any) -> None:
-    with fake_engine(scan_answers(_report(_vulnerability("CRITICAL")))):  # no fixed version
+    with fake_engine(scan_answers(report_text(vulnerability(CVE, "CRITICAL")))):  # no fixed version
         with pytest.raises(RuntimeError, match="CVE-2026-12345"):
             asyncio.run(module.scan(variant="gpu"))
         assert asyncio.run(module.scan(variant="gpu", ignore_unfixed=True)).startswith(

@@ -10,7 +10,6 @@ image it was asked to scan; the assertions are on what was pulled and on the ver
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +17,7 @@ import pytest
 from dagger import dag
 
 from onnx_serving.variants import PUBLISHED, Variant
+from tests.trivy_reports import report_text, vulnerability
 
 from .conftest import make_module
 from .plan import Call, FakeEngine, calls, fake_engine, find, names, only
@@ -25,30 +25,7 @@ from .plan import Call, FakeEngine, calls, fake_engine, find, names, only
 DEFAULT_REPOSITORY = "ghcr.io/onnx-serving/onnx-serving"  # the function's defaults
 
 
-def _vulnerability(cve: str, severity: str, fixed: str = "") -> dict[str, str]:
-    return {
-        "VulnerabilityID": cve,
-        "PkgName": "examplelib",
-        "InstalledVersion": "1.0.0",
-        "FixedVersion": fixed,
-        "Severity": severity,
-        "Title": "example flaw",
-    }
-
-
-def _report(*vulnerabilities: dict[str, str]) -> str:
-    result = {"Target": "python-pkg", "Class": "lang-pkgs", "Type": "python-pkg"}
-    return json.dumps(
-        {
-            "SchemaVersion": 2,
-            "ArtifactName": "/scan/image.tar",
-            "ArtifactType": "container_image",
-            "Results": [{**result, "Vulnerabilities": list(vulnerabilities)}],
-        }
-    )
-
-
-CLEAN = _report()
+CLEAN = report_text()
 
 
 def _is_report(chain: list[Call]) -> bool:
@@ -171,7 +148,7 @@ def test_a_tag_that_is_not_one_users_pull_is_refused_before_anything_runs(
 
 
 def test_severity_sets_the_threshold() -> None:
-    high = _report(_vulnerability("CVE-2026-1111", "HIGH", fixed="1.0.1"))
+    high = report_text(vulnerability("CVE-2026-1111", "HIGH", fixed="1.0.1"))
     with fake_engine(every_image(high)):
         with pytest.raises(RuntimeError, match="CVE-2026-1111"):
             _scan_published()  # HIGH and above by default
@@ -179,7 +156,7 @@ def test_severity_sets_the_threshold() -> None:
     assert set(_verdict_lines(out).values()) == {"PASS"}
     assert " at CRITICAL: none" in out and "skipped 1 below threshold" in out
 
-    medium = _report(_vulnerability("CVE-2026-2222", "MEDIUM", fixed="1.0.1"))
+    medium = report_text(vulnerability("CVE-2026-2222", "MEDIUM", fixed="1.0.1"))
     with fake_engine(every_image(medium)):
         assert set(_verdict_lines(_scan_published()).values()) == {"PASS"}
         with pytest.raises(RuntimeError, match=r"at MEDIUM,HIGH,CRITICAL: 1 MEDIUM"):
@@ -187,7 +164,7 @@ def test_severity_sets_the_threshold() -> None:
 
 
 def test_ignore_unfixed_reaches_the_gate() -> None:
-    unfixed = _report(_vulnerability("CVE-2026-3333", "CRITICAL"))  # no fixed version yet
+    unfixed = report_text(vulnerability("CVE-2026-3333", "CRITICAL"))  # no fixed version yet
     with fake_engine(every_image(unfixed)):
         with pytest.raises(RuntimeError, match="CVE-2026-3333"):
             _scan_published()
@@ -195,14 +172,14 @@ def test_ignore_unfixed_reaches_the_gate() -> None:
     assert set(_verdict_lines(out).values()) == {"PASS"}
     assert out.count("1 unfixed (ignore-unfixed)") == len(PUBLISHED)
 
-    fixed = _report(_vulnerability("CVE-2026-4444", "CRITICAL", fixed="1.0.1"))
+    fixed = report_text(vulnerability("CVE-2026-4444", "CRITICAL", fixed="1.0.1"))
     with fake_engine(every_image(fixed)), pytest.raises(RuntimeError, match="CVE-2026-4444"):
         _scan_published(ignore_unfixed=True)  # a fix exists: it still fails
 
 
 # ----- one verdict over several images -------------------------------------------------------
 
-FAILING = _report(_vulnerability("CVE-2026-5555", "CRITICAL", fixed="2.0.0"))
+FAILING = report_text(vulnerability("CVE-2026-5555", "CRITICAL", fixed="2.0.0"))
 
 
 @pytest.mark.parametrize("failing", [f"edge{v.spec.tag_suffix}" for v in PUBLISHED])

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from onnx_serving import gate, trivy
+from tests.trivy_reports import image_report, vulnerability
 
 from .conftest import REPO
 
@@ -46,22 +47,6 @@ def run_scan(tmp_path: Path, *args: str, **env: str | None) -> subprocess.Comple
         timeout=600,
         check=False,
     )
-
-
-def _vulnerability(cve: str, severity: str, fixed: str) -> dict[str, str]:
-    return {
-        "VulnerabilityID": cve,
-        "PkgName": "examplelib",
-        "InstalledVersion": "1.0.0",
-        "FixedVersion": fixed,
-        "Severity": severity,
-        "Title": "example flaw",
-    }
-
-
-def _report(*vulnerabilities: dict[str, str]) -> dict[str, Any]:
-    result = {"Target": "python-pkg", "Class": "lang-pkgs", "Type": "python-pkg"}
-    return {"SchemaVersion": 2, "Results": [{**result, "Vulnerabilities": list(vulnerabilities)}]}
 
 
 class StandIn:
@@ -105,9 +90,9 @@ def _value(args: list[str], flag: str) -> str:
     return args[args.index(flag) + 1]
 
 
-FIXED_HIGH = _report(_vulnerability("CVE-2026-7001", "HIGH", "1.0.1"))
-UNFIXED_CRITICAL = _report(_vulnerability("CVE-2026-7002", "CRITICAL", ""))
-FIXED_MEDIUM = _report(_vulnerability("CVE-2026-7003", "MEDIUM", "1.0.1"))
+FIXED_HIGH = image_report(vulnerability("CVE-2026-7001", "HIGH", "1.0.1"))
+UNFIXED_CRITICAL = image_report(vulnerability("CVE-2026-7002", "CRITICAL", ""))
+FIXED_MEDIUM = image_report(vulnerability("CVE-2026-7003", "MEDIUM", "1.0.1"))
 
 
 @pytest.mark.parametrize(
@@ -126,7 +111,7 @@ def test_findings_are_exit_1_and_the_report_is_in_scan_out(
 
 
 def test_without_scan_out_reports_go_to_tmpdir(tmp_path: Path) -> None:
-    stand_in = StandIn(tmp_path, _report())
+    stand_in = StandIn(tmp_path, image_report())
     done = run_scan(tmp_path, "image", IMAGE, **stand_in.env(SCAN_OUT=None, TMPDIR=str(tmp_path)))
     assert done.returncode == 0, done.stdout + done.stderr
     expected = tmp_path / "onnx-serving-scan" / IMAGE_REPORT
@@ -179,7 +164,7 @@ def test_severity_is_the_list_that_fails(tmp_path: Path, severity: str | None, c
 def test_scanners_reach_trivy(
     tmp_path: Path, command: list[str], scanners: str | None, expected: str
 ) -> None:
-    stand_in = StandIn(tmp_path, _report())
+    stand_in = StandIn(tmp_path, image_report())
     done = run_scan(tmp_path, *command, **stand_in.env(SCANNERS=scanners))
     assert done.returncode == 0, done.stdout + done.stderr
     args = stand_in.trivy_args()
@@ -198,7 +183,7 @@ def test_scanners_reach_trivy(
 def test_a_bad_threshold_is_exit_2_before_trivy_runs(
     tmp_path: Path, command: list[str], env: dict[str, str], named: str
 ) -> None:
-    stand_in = StandIn(tmp_path, _report())
+    stand_in = StandIn(tmp_path, image_report())
     done = run_scan(tmp_path, *command, **stand_in.env(**env))
     assert done.returncode == 2, done.stdout + done.stderr
     assert named in done.stderr
@@ -224,7 +209,7 @@ def test_scanners_choose_what_the_real_trivy_checks(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("args", [["image", ""], ["sbom", ""], ["sbom", IMAGE, ""]])
 def test_an_empty_argument_is_bad_usage(tmp_path: Path, args: list[str]) -> None:
-    stand_in = StandIn(tmp_path, _report())  # a docker that has every image, even ""
+    stand_in = StandIn(tmp_path, image_report())  # a docker that has every image, even ""
     done = run_scan(tmp_path, *args, **stand_in.env())
     assert done.returncode == 2, done.stdout + done.stderr
     assert "One command per security scan" in done.stderr  # the usage
