@@ -29,8 +29,8 @@ from .session import Session
 from .values import make_secret
 
 NOT_MODELLED = (
-    "local engine: function results and layers are not cached across runs (the engine caches "
-    "them); every call here runs cold"
+    "local engine: function results are not cached across runs (the engine caches them); "
+    "every call here runs again, on Docker's build cache and the images it finalised before"
 )
 
 

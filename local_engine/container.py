@@ -61,6 +61,12 @@ class Container:
     def with_label(self, session: Session, name: str, value: str) -> Container:
         return self.then("label", name, value)
 
+    def with_annotation(self, session: Session, name: str, value: str) -> Container:
+        return self.then("annotation", name, value)
+
+    def without_annotation(self, session: Session, name: str) -> Container:
+        return self.then("unsetAnnotation", name)
+
     def with_entrypoint(self, session: Session, args: list[str], **kw: Any) -> Container:
         refuse_unmodelled("Container.withEntrypoint", kw, {"keep_default_args"})
         return self.then("entrypoint", tuple(args), bool(kw.get("keep_default_args")))

@@ -37,6 +37,8 @@ class State:
     default_args: tuple[str, ...] = ()
     default_args_set: bool = False  # withDefaultArgs was called (core/container.go DefaultArgs)
     labels: tuple[tuple[str, str], ...] = ()
+    # OCI annotations of the image's manifest (and its descriptor in an index), not its config.
+    annotations: tuple[tuple[str, str], ...] = ()
     ports: tuple[tuple[int, str], ...] = ()
     healthcheck: str = ""  # the image's Docker HEALTHCHECK (JSON) or ""
     mounts: tuple[Mount, ...] = ()
@@ -136,6 +138,14 @@ async def _secret_env(session: Session, before: State, name: str, secret: Any) -
 
 async def _label(session: Session, before: State, name: str, value: str) -> State:
     return replace(before, labels=_set(before.labels, name, value))
+
+
+async def _annotation(session: Session, before: State, name: str, value: str) -> State:
+    return replace(before, annotations=_set(before.annotations, name, value))
+
+
+async def _unset_annotation(session: Session, before: State, name: str) -> State:
+    return replace(before, annotations=tuple((k, v) for k, v in before.annotations if k != name))
 
 
 async def _entrypoint(session: Session, before: State, args: tuple[str, ...], keep: bool) -> State:
@@ -276,11 +286,20 @@ async def publish(
         raise EngineError(
             f"local engine: nothing to publish to {address}: every container is empty"
         )
+    # Each image's annotations go on its own manifest (engine/engineutil/containerimage.go);
+    # registry.push writes one set on all of them, so variants must agree here.
+    annotations = {s.annotations for s in states if s.image is not None}
+    if len(annotations) != 1:
+        raise EngineError(
+            f"local engine: publishing {address}: platform variants with different "
+            "annotations are not modelled"
+        )
+    [annotated] = annotations
     credentials = _credentials(session, receiver, address)
     # The same images under another tag of the same repository are the same manifests: the
     # first push uploads them, later tags only point at its digest.
     reference = registry.parse_reference(address)
-    key = f"{reference.normalized} {sorted(images)}"
+    key = f"{reference.normalized} {sorted(images)} {sorted(annotated)}"
     # One at a time per repository: the first push uploads the images, later tags only point
     # at its digest. (Debian's registry can answer 500 to a read racing a write of the same
     # manifest's link file.)
@@ -297,6 +316,7 @@ async def publish(
             images,
             index=len(images) > 1,
             credentials=credentials,
+            annotations=dict(annotated),
             docker=session.docker.binary,
         )
         session.pushed[key] = published.rsplit("@", 1)[1]
@@ -319,6 +339,8 @@ _APPLY: dict[str, Any] = {
     "unsetEnv": _unset_env,
     "secretEnv": _secret_env,
     "label": _label,
+    "annotation": _annotation,
+    "unsetAnnotation": _unset_annotation,
     "entrypoint": _entrypoint,
     "defaultArgs": _default_args,
     "expose": _expose,

@@ -5,6 +5,7 @@ publishing and services)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import json
 import os
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from .session import Session
 
 LOOPBACK_REGISTRIES = ("127.0.0.1", "localhost")
+# Where finalised images of built or pulled images are kept between calls (_finalise).
+FINALISED_REPOSITORY = "local-engine-finalised"
 
 
 def registry_host(address: str) -> str:
@@ -267,11 +270,27 @@ async def _finalise(session: Session, st: State) -> str:
         f"ENTRYPOINT {json.dumps(list(st.entrypoint))}",
         f"CMD {json.dumps(list(st.default_args))}",
     ]
+    # The engine keeps its cache between calls: the same config over the same image (a build
+    # or a pull, which Docker keeps) is the same image in a later call too, so a rerun pushes
+    # the digest the first run pushed. `docker commit` stamps the time, so each such image is
+    # kept under a tag named by what it is made of. Images this session made (exec results)
+    # are removed when it ends: nothing later could ask for them again.
+    kept = None
+    if st.image not in session.docker.committed:
+        made_of = hashlib.sha256(json.dumps([st.image, changes]).encode()).hexdigest()
+        kept = f"{FINALISED_REPOSITORY}:{made_of[:32]}"
+        found = await session.docker.inspect_image(kept)
+        if found is not None:
+            return str(found["Id"])
     name = await _stopped(session, st.image)
     try:
-        return await session.docker.commit(name, *changes)
+        image = await session.docker.commit(name, *changes)
     finally:
         await session.docker.remove_container(name)
+    if kept is not None:
+        await session.docker.run(["tag", image, kept])
+        session.docker.committed.remove(image)  # kept for later calls, as the engine's cache
+    return image
 
 
 async def container_tarball(session: Session, container: Any, target: Path) -> Path:

@@ -3,6 +3,9 @@
 # every pyproject `dev` entry, so CI runs the same versions every day), then the project itself
 # (editable). Skips the install when the lock and pyproject are unchanged since the last run.
 set -euo pipefail
+# shellcheck source=lib/usage.sh source-path=SCRIPTDIR
+. "$(dirname "$0")/lib/usage.sh"
+help_first "$@"
 cd "$(dirname "$0")/.."
 
 if [[ ! -x .venv/bin/python ]]; then

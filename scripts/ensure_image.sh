@@ -21,6 +21,9 @@
 # and kept in the registry for later runs (ci/src/onnx_serving/base_images.py). A pulled image
 # is never mirrored: the registry it came from serves its other platforms.
 set -euo pipefail
+# shellcheck source=lib/usage.sh source-path=SCRIPTDIR
+. "$(dirname "$0")/lib/usage.sh"
+help_first "$@"
 
 usage="usage: ensure_image.sh [--mirror REGISTRY] IMAGE [PLATFORM...]"
 registry=

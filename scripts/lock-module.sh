@@ -7,6 +7,9 @@
 # and the same uv version locks it (ci/src/onnx_serving/sdk_stand_in.py). tests/pipeline checks
 # the result against the pinned release and ci/pyproject.toml with `uv lock --check`.
 set -euo pipefail
+# shellcheck source=lib/usage.sh source-path=SCRIPTDIR
+. "$(dirname "$0")/lib/usage.sh"
+help_first "$@"
 cd "$(dirname "$0")/.."
 uv_version=${RUNTIME_UV_VERSION:-0.10.3}
 work=$(mktemp -d)

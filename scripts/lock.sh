@@ -13,6 +13,9 @@
 # driver branch still deployed, so that is the default; GPU_ORT='onnxruntime-gpu[cuda,cudnn]>=1.27'
 # switches to CUDA 13 (then update the driver note in docs/IMAGES.md and docs/DOCKERFILE_GUIDE.md).
 set -euo pipefail
+# shellcheck source=lib/usage.sh source-path=SCRIPTDIR
+. "$(dirname "$0")/lib/usage.sh"
+help_first "$@"
 cd "$(dirname "$0")/.."
 
 gpu_ort=${GPU_ORT:-'onnxruntime-gpu[cuda,cudnn]==1.26.*'}

@@ -4,7 +4,9 @@ An MLP classifier: input ``input`` FP32 [N, 256] -> Gemm+Relu to width 1024 -> o
 weight-tied 1024x1024 Gemm+Relu block applied 5 times -> ``logits`` FP32 [N, 10] and
 ``label`` INT64 [N] (ArgMax over the logits). The batch
 dimension is dynamic. Weights come from a fixed seed, and the IR version and opset are pinned,
-so the output bytes are identical on every run (a test checks this against the committed file).
+so the output bytes are identical on every run (a test checks this, and that a file of models/
+made by this script is those bytes). The tests write their own copy with `model_bytes()`
+(tests/models_for_tests.py): they never read models/, which a team replaces with its own.
 
 Compute per row (~11 MFLOP), measured with onnxruntime 1.32 on ONE thread of this project's
 2-vCPU build machine: about 0.15 ms per row at batch 32 (~6,600 rows/s) and 0.35 ms per call
@@ -33,6 +35,7 @@ CLASSES = 10
 # Pinned so that a newer `onnx` package writes the same bytes.
 IR_VERSION = 9
 OPSET = 17
+PRODUCER = "onnx-serving/make_default_model.py"  # the graph's producer_name
 DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "models" / "mlp" / "1" / "model.onnx"
 
 
@@ -79,7 +82,7 @@ def build_model(seed: int = SEED) -> onnx.ModelProto:
     )
     model = helper.make_model(
         graph,
-        producer_name="onnx-serving/make_default_model.py",
+        producer_name=PRODUCER,
         opset_imports=[helper.make_opsetid("", OPSET)],
     )
     model.ir_version = IR_VERSION

@@ -7,6 +7,9 @@
 # (docs/DEPLOY.md). Needs PyYAML: the repo's .venv when there is one (./scripts/dev_env.sh),
 # else python3's own.
 set -euo pipefail
+# shellcheck source=lib/usage.sh source-path=SCRIPTDIR
+. "$(dirname "$0")/lib/usage.sh"
+HELP_MODULE="onnx_serving.manifests" help_first "$@"
 repo=$(cd "$(dirname "$0")/.." && pwd)
 py=python3; [[ -x $repo/.venv/bin/python ]] && py=$repo/.venv/bin/python
 PYTHONPATH="$repo/ci/src${PYTHONPATH:+:$PYTHONPATH}" exec "$py" -m onnx_serving.manifests "$@"

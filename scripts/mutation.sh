@@ -8,6 +8,9 @@
 #   ./scripts/mutation.sh show NAME    # other mutmut commands: show, results, browse
 # Configuration: [tool.mutmut] in pyproject.toml. Results explained: docs/MUTATION.md.
 set -euo pipefail
+# shellcheck source=lib/usage.sh source-path=SCRIPTDIR
+. "$(dirname "$0")/lib/usage.sh"
+help_first "$@"
 cd "$(dirname "$0")/.."
 [[ -x .venv/bin/python ]] || { echo "mutation: .venv not found: run ./scripts/setup.sh test" >&2; exit 2; }
 export PATH="$PWD/.venv/bin:$PATH"  # mypy, for mutmut's type-check filter

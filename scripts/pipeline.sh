@@ -8,10 +8,10 @@
 # engine (docs/PIPELINE.md says what it models and what it refuses). The CA bundle of this
 # host is passed as --ca-bundle, as CI passes the runner's.
 set -euo pipefail
+# shellcheck source=lib/usage.sh source-path=SCRIPTDIR
+. "$(dirname "$0")/lib/usage.sh"
+help_first "${1:---help}"  # no function: the usage too; later arguments are the function's
 cd "$(dirname "$0")/.."
-case ${1:-} in
-    -h|--help|"") sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-esac
 ./scripts/setup.sh test >&2
 flags=()
 [[ -r /etc/ssl/certs/ca-certificates.crt ]] && flags=(--ca-bundle file:///etc/ssl/certs/ca-certificates.crt)

@@ -6,5 +6,8 @@
 #   ./scripts/push.sh onnx-serving:cpu 127.0.0.1:5000/onnx-serving edge
 # Log in first (docker login REGISTRY); docs/REGISTRY_GUIDE.md has each registry's way.
 set -euo pipefail
+# shellcheck source=lib/usage.sh source-path=SCRIPTDIR
+. "$(dirname "$0")/lib/usage.sh"
+HELP_MODULE="onnx_serving.local push" help_first "$@"
 cd "$(dirname "$0")/.."
 PYTHONPATH=ci/src exec python3 -m onnx_serving.local push "$@"

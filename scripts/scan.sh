@@ -13,6 +13,8 @@
 # ci/src/onnx_serving/local_scan.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# --help: local_scan's own usage, which needs no .venv (standard library only).
+case ${1:-} in -h | --help) PYTHONPATH=ci/src exec python3 -m onnx_serving.local_scan --help ;; esac
 py=${VENV:-.venv}/bin/python
 [[ -x $py ]] || { echo "scan: $py not found: run ./scripts/dev_env.sh first" >&2; exit 2; }
 PYTHONPATH="ci/src${PYTHONPATH:+:$PYTHONPATH}" exec "$py" -m onnx_serving.local_scan "$@"

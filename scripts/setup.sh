@@ -15,6 +15,9 @@
 # any other missing tool is a warning naming its package, and what needs it says so again
 # (ensure_image.sh without debootstrap; skipped tests in ./scripts/test.sh's summary).
 set -euo pipefail
+# shellcheck source=lib/usage.sh source-path=SCRIPTDIR
+. "$(dirname "$0")/lib/usage.sh"
+help_first "$@"
 cd "$(dirname "$0")/.."
 profile=${1:-test}
 [[ $profile == serve || $profile == test ]] || { echo "usage: $0 serve|test" >&2; exit 2; }

@@ -5,5 +5,8 @@
 #   ./scripts/test-image.sh onnx-serving:cpu
 # The steps live in ci/src/onnx_serving/local.py (the smoke client needs .venv: setup.sh).
 set -euo pipefail
+# shellcheck source=lib/usage.sh source-path=SCRIPTDIR
+. "$(dirname "$0")/lib/usage.sh"
+HELP_MODULE="onnx_serving.local test-image" help_first "$@"
 cd "$(dirname "$0")/.."
 PYTHONPATH=ci/src exec python3 -m onnx_serving.local test-image "$@"

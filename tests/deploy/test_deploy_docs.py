@@ -33,7 +33,8 @@ def snippet(marker: str) -> str:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """The server as the image runs it: the bundled model repository (mlp)."""
+    """The server as the image runs it, serving the docs' example model: the default MLP
+    (`mlp`), written by the tests."""
     log = tmp_path_factory.mktemp("deploy-docs") / "server.log"
     with running_server({}, log) as live:
         yield live

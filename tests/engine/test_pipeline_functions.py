@@ -4,6 +4,8 @@ Docker engine. Each test asserts on what the run produced, not on the plan."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -12,6 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,8 +22,11 @@ import yaml
 from packaging.utils import canonicalize_name
 
 from local_engine import registry
+from onnx_serving.models import MODELS_LABEL
 from onnx_serving.variants import Variant
 from tests.images.docker_support import Docker
+from tests.images.serving import repository_index
+from tests.models_for_tests import write_mlp
 
 REPO = Path(__file__).resolve().parents[2]
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -71,6 +77,21 @@ def test_build_loads_the_image_with_its_labels(docker: Docker, base_image: str) 
     assert inspected["Architecture"] == "amd64"
 
 
+def test_a_single_model_file_is_built_under_the_name_given(
+    docker: Docker, base_image: str, tmp_path: Path
+) -> None:
+    model = write_mlp(tmp_path / "one-file" / "exported.onnx")
+    sha256 = hashlib.sha256(model.read_bytes()).hexdigest()
+    named = ("--model-name", "scorer", "--model-version", "4")
+    built = ok(pipeline("build", "--variant", "cpu", "--models", str(model.parent), *named))
+    image_id = built.strip().splitlines()[-1]
+    labels = json.loads(docker.run("image", "inspect", image_id).stdout)[0]["Config"]["Labels"]
+    assert labels[MODELS_LABEL] == f"scorer/4@sha256:{sha256}"
+    with running(docker, image_id) as url:
+        index = repository_index(url)
+    assert [(m["name"], m["version"], m["sha256"]) for m in index] == [("scorer", "4", sha256)]
+
+
 def test_scan_runs_trivy_as_the_check_user_and_judges_the_report(base_image: str) -> None:
     # Trivy runs as 10001 and writes its report beside the tarball: the engine creates a
     # mount point's missing parent root-owned, and writes a tarball root-owned 0600.
@@ -106,9 +127,9 @@ def published(out: str) -> dict[str, str]:
     return {line.split("@")[0].rsplit(":", 1)[1]: line.split("@")[1] for line in lines}
 
 
-def serve_and_smoke(docker: Docker, reference: str) -> None:
-    """Pull the published digest back, run it, and smoke-test it with the project's client."""
-    docker.run("pull", "--platform", "linux/amd64", reference)
+@contextlib.contextmanager
+def running(docker: Docker, reference: str) -> Iterator[str]:
+    """The image run until healthy, published on 127.0.0.1; yields its host:port."""
     name = f"engine-published-{uuid.uuid4().hex[:8]}"
     docker.run("run", "--detach", "--name", name, "--publish", "127.0.0.1::8000", reference)
     try:
@@ -118,9 +139,17 @@ def serve_and_smoke(docker: Docker, reference: str) -> None:
                 break
             time.sleep(0.5)
         assert docker.run(*health).stdout.strip() == "healthy"
-        port = docker.run("port", name, "8000/tcp").stdout.strip().rsplit(":", 1)[1]
+        yield "127.0.0.1:" + docker.run("port", name, "8000/tcp").stdout.strip().rsplit(":", 1)[1]
+    finally:
+        docker.run("rm", "--force", name, check=False)
+
+
+def serve_and_smoke(docker: Docker, reference: str) -> None:
+    """Pull the published digest back, run it, and smoke-test it with the project's client."""
+    docker.run("pull", "--platform", "linux/amd64", reference)
+    with running(docker, reference) as url:
         smoke = subprocess.run(
-            [sys.executable, "-m", "onnx_serving.smoke", "--url", f"127.0.0.1:{port}"],
+            [sys.executable, "-m", "onnx_serving.smoke", "--url", url],
             cwd=REPO,
             capture_output=True,
             text=True,
@@ -129,8 +158,6 @@ def serve_and_smoke(docker: Docker, reference: str) -> None:
             env={**os.environ, "PYTHONPATH": str(REPO / "ci/src")},
         )
         assert smoke.returncode == 0, smoke.stdout + smoke.stderr
-    finally:
-        docker.run("rm", "--force", name, check=False)
 
 
 def test_publish_a_release_edge_and_scan_what_was_published(

@@ -7,29 +7,21 @@ digest with Docker and read with `docker create` + `docker cp`.
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
-import time
 import uuid
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from local_engine.registry import Credentials, RegistryError, index_of, push, resolve
+from tests.engine.private_registry import PASSWORD, USERNAME, listening
 
 pytestmark = pytest.mark.docker
 
 DOCKER = "/usr/bin/docker"
 REGISTRY = "127.0.0.1:5000"
 PLATFORMS = ("linux/amd64", "linux/arm64")
-
-
-def listening(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def docker(*args: str, **options: str) -> str:
@@ -152,65 +144,16 @@ def test_an_image_of_another_platform_is_refused_before_any_push(images: dict[st
         index_of(address)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def bcrypt_hash(password: str) -> str:
-    """The registry's htpasswd takes bcrypt only: libcrypt's, through the stdlib crypt module."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        import crypt
-    hashed = crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))
-    if not hashed or not hashed.startswith("$2"):
-        pytest.skip("this libcrypt cannot make bcrypt hashes for the registry's htpasswd")
-    return hashed
-
-
-@pytest.fixture
-def private_registry(tmp_path: Path) -> Iterator[str]:
-    """A docker-registry of its own with htpasswd (bcrypt) auth; its address."""
-    registry = shutil.which("docker-registry")
-    if registry is None:
-        pytest.skip("Debian's docker-registry is not installed (./scripts/setup.sh test)")
-    hashed = bcrypt_hash("right")
-    port = free_port()
-    (tmp_path / "htpasswd").write_text(f"pusher:{hashed}\n")
-    (tmp_path / "config.yml").write_text(
-        "version: 0.1\n"
-        f"storage: {{filesystem: {{rootdirectory: {tmp_path / 'data'}}}}}\n"
-        f"http: {{addr: '127.0.0.1:{port}'}}\n"
-        f"auth: {{htpasswd: {{realm: test, path: {tmp_path / 'htpasswd'}}}}}\n"
-    )
-    log = (tmp_path / "registry.log").open("w")
-    process = subprocess.Popen(
-        [registry, "serve", str(tmp_path / "config.yml")], stdout=log, stderr=log
-    )
-    try:
-        for _ in range(100):
-            if listening(port) or process.poll() is not None:
-                break
-            time.sleep(0.1)
-        assert listening(port), (tmp_path / "registry.log").read_text()
-        yield f"127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait()
-        log.close()
-
-
 def test_basic_auth_pushes_with_the_right_password_and_fails_with_a_wrong_one(
     images: dict[str, str], private_registry: str
 ) -> None:
     address = f"{private_registry}/private/app:v1"
-    right = Credentials("pusher", "right")
+    right = Credentials(USERNAME, PASSWORD)
 
     published = push(address, pairs(images), index=True, credentials=right)
 
     assert published.startswith(f"{address}@sha256:")
     with pytest.raises(RegistryError, match=rf"{address}: .*HTTP 401"):
-        push(address, pairs(images), index=True, credentials=Credentials("pusher", "wrong"))
+        push(address, pairs(images), index=True, credentials=Credentials(USERNAME, "wrong"))
     with pytest.raises(RegistryError, match="HTTP 401"):
         index_of(address)

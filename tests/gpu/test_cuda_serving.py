@@ -18,9 +18,10 @@ import pytest
 import tritonclient.http as httpclient
 
 from onnx_serving.commands import smoke_command
+from tests.models_for_tests import mlp_model
 from tests.service.live_server import REPO, running_server
 
-MODEL = REPO / "models" / "mlp" / "1" / "model.onnx"
+MODEL = mlp_model()  # the default MLP, written by the tests
 CUDA = "CUDAExecutionProvider"
 
 

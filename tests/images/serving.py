@@ -24,7 +24,24 @@ def run_smoke(url: str, model: str = "", *extra: str) -> subprocess.CompletedPro
     )
 
 
-def model_metadata(url: str, model: str = "mlp") -> dict[str, Any]:
+def model_metadata(url: str, model: str) -> dict[str, Any]:
     with urllib.request.urlopen(f"http://{url}/v2/models/{model}", timeout=10) as response:
         metadata: dict[str, Any] = json.load(response)
     return metadata
+
+
+def served_models(url: str) -> dict[str, list[str]]:
+    """What the server serves, from its repository index: {name: [versions]}, versions in
+    numeric order (compare with tests.models_for_tests.repository_models)."""
+    served: dict[str, list[str]] = {}
+    for entry in repository_index(url):
+        served.setdefault(str(entry["name"]), []).append(str(entry["version"]))
+    return {name: sorted(versions, key=int) for name, versions in served.items()}
+
+
+def repository_index(url: str) -> list[dict[str, Any]]:
+    """The server's repository index: one entry per model version (name, version, sha256)."""
+    request = urllib.request.Request(f"http://{url}/v2/repository/index", data=b"", method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        index: list[dict[str, Any]] = json.load(response)
+    return index

@@ -1,4 +1,4 @@
-"""compose.yaml for real: `docker compose up --wait` the CPU service with its PostgreSQL
+"""compose.yaml for real: `docker compose up --wait` the API (cpu image) with its PostgreSQL
 inference log, infer, find the request's row in the database, `down -v`."""
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from onnx_serving.examples import example_inputs
 from onnx_serving.variants import Variant
 from tests.images.docker_support import REPO, Docker, host_ca_bundle
-from tests.images.serving import run_smoke
+from tests.images.serving import model_metadata, run_smoke, served_models
 
 pytestmark = pytest.mark.docker
 
@@ -128,9 +129,9 @@ def test_compose_up_wait_infer_down(
 ) -> None:
     config = compose("config", "--services")
     assert config.returncode == 0, config.stderr
-    assert sorted(config.stdout.split()) == ["cpu", "db"]  # gpu and dev only under profiles
+    assert sorted(config.stdout.split()) == ["api", "db"]  # gpu and dev only under profiles
 
-    built = compose("build", "cpu")  # compose's build path: BuildKit + the ca_bundle secret
+    built = compose("build", "api")  # compose's build path: BuildKit + the ca_bundle secret
     assert built.returncode == 0, built.stderr[-3000:]
 
     up = compose("up", "--wait", "--no-build")  # db healthy first, then the server
@@ -139,13 +140,13 @@ def test_compose_up_wait_infer_down(
     smoke = run_smoke(url)
     assert smoke.returncode == 0, smoke.stdout + smoke.stderr
 
-    # One request of ours: its row reaches PostgreSQL (written in the background).
-    body = {
-        "id": "compose-row",
-        "inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 256], "data": [0.5] * 256}],
-    }
+    # One request of ours, to a model the image serves (whatever models/ holds), built from
+    # its metadata: its row reaches PostgreSQL (written in the background).
+    model, versions = sorted(served_models(url).items())[0]
+    inputs = example_inputs(model_metadata(url, model), 1)
+    body = {"id": "compose-row", "inputs": [example.as_json() for example in inputs]}
     request = urllib.request.Request(
-        f"http://{url}/v2/models/mlp/infer",
+        f"http://{url}/v2/models/{model}/infer",
         data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json"},
     )
@@ -154,7 +155,7 @@ def test_compose_up_wait_infer_down(
     deadline = time.monotonic() + ROW_TIMEOUT_S
     while not (rows := logged_rows(compose, "compose-row")) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert rows == ["200|mlp|1"], compose("logs", "cpu", "db").stdout[-4000:]
+    assert rows == [f"200|{model}|{versions[-1]}"], compose("logs", "api", "db").stdout[-4000:]
 
     # No volume over /models: the model baked into the image serves (a named volume would be
     # seeded only once and keep serving an old model after a rebuild). The one named volume
@@ -162,7 +163,7 @@ def test_compose_up_wait_infer_down(
     volumes = compose("volumes", "--format", "{{.Name}}")
     assert volumes.returncode == 0, volumes.stderr
     assert volumes.stdout.split() == [f"{PROJECT}_db-data"], volumes.stdout
-    container = compose("ps", "--quiet", "cpu").stdout.strip()
+    container = compose("ps", "--quiet", "api").stdout.strip()
     mounts = subprocess.run(
         [compose.env["DOCKER"], "inspect", "--format", "{{json .Mounts}}", container],
         env=compose.env,
@@ -194,7 +195,8 @@ def test_compose_profiles_define_gpu_and_dev(
     assert "ports" not in services["db"]  # the database is not published to the host
 
     default = json.loads(compose("config", "--format", "json").stdout)
-    assert "volumes" not in default["services"]["cpu"], default["services"]["cpu"]["volumes"]
+    api = default["services"]["api"]
+    assert "volumes" not in api, api["volumes"]
     assert set(default["volumes"]) == {"db-data"}  # the database's; none over /models
 
 
@@ -202,7 +204,7 @@ def test_compose_override_runs_the_server_without_the_database(compose: Compose)
     rendered = compose(*NO_LOG, "config", "--format", "json")
     assert rendered.returncode == 0, rendered.stderr
     services = json.loads(rendered.stdout)["services"]
-    assert sorted(services) == ["cpu"]  # db only under its profile
-    cpu = services["cpu"]
-    assert cpu["environment"]["PREDICTION_LOG_URL"] == ""  # empty = unset: the log is off
-    assert "depends_on" not in cpu and not cpu.get("secrets")
+    assert sorted(services) == ["api"]  # db only under its profile
+    api = services["api"]
+    assert api["environment"]["PREDICTION_LOG_URL"] == ""  # empty = unset: the log is off
+    assert "depends_on" not in api and not api.get("secrets")

@@ -18,6 +18,8 @@ from tests.images.docker_support import REPO
 DEFAULT = re.compile(r"^\$\{[A-Z_]+:-(.+)\}$")  # ${ONNX_SERVING_IMAGE:-onnx-serving:cpu}
 # Services that are not a variant: the inference log's PostgreSQL.
 AUXILIARY = {"db"}
+# The server services and the variant each runs: the API (`--scale api=N`) is the cpu image.
+SERVICE_VARIANTS = {"api": Variant.cpu, "gpu": Variant.gpu, "dev": Variant.dev}
 
 
 def document() -> dict[str, Any]:
@@ -38,8 +40,9 @@ def default_of(value: str) -> str:
 
 
 def test_every_service_is_a_variant_built_from_its_target() -> None:
+    assert set(services()) == set(SERVICE_VARIANTS)
     for name, service in services().items():
-        variant = Variant(name)  # a service named after no variant fails here
+        variant = SERVICE_VARIANTS[name]
         build = service["build"]
         assert (build["dockerfile"], build["target"]) == (
             variant.spec.dockerfile,
@@ -73,9 +76,18 @@ def test_the_database_is_postgres_15_with_its_password_from_a_secret_file() -> N
     assert db["volumes"] == ["db-data:/var/lib/postgresql/data"] and "db-data" in compose["volumes"]
     secret = compose["secrets"]["db_password"]["file"]
     assert (REPO / default_of(secret)).is_file()
-    cpu = compose["services"]["cpu"]
-    assert cpu["depends_on"] == {"db": {"condition": "service_healthy"}}
-    assert cpu["environment"]["PREDICTION_LOG_PASSWORD_FILE"] == "/run/secrets/db_password"
-    url = urlsplit(cpu["environment"]["PREDICTION_LOG_URL"])
+    api = compose["services"]["api"]
+    assert api["depends_on"] == {"db": {"condition": "service_healthy"}}
+    assert api["environment"]["PREDICTION_LOG_PASSWORD_FILE"] == "/run/secrets/db_password"
+    url = urlsplit(api["environment"]["PREDICTION_LOG_URL"])
     assert (url.scheme, url.hostname, url.username) == ("postgresql", "db", "onnx")
     assert url.password is None  # it comes from the secret
+
+
+def test_the_api_publishes_a_port_range_so_it_can_scale() -> None:
+    """`--scale api=N`: each replica takes the first free loopback port of the range (a fixed
+    host port would let only one replica start); one port when only ONNX_SERVING_PORT is set."""
+    [port] = document()["services"]["api"]["ports"]
+    first = "${ONNX_SERVING_PORT:-8000}"
+    last = "${ONNX_SERVING_PORT_LAST:-${ONNX_SERVING_PORT:-8009}}"
+    assert port == f"127.0.0.1:{first}-{last}:{CONTAINER_PORT}"

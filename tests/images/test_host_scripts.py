@@ -27,6 +27,7 @@ def test_lock_script_keeps_the_locks_when_a_compile_fails(tmp_path: Path) -> Non
     compile works and the GPU one fails; every lock must stay byte-identical."""
     (tmp_path / "scripts").mkdir()
     shutil.copy2(REPO / "scripts/lock.sh", tmp_path / "scripts/lock.sh")
+    shutil.copytree(REPO / "scripts/lib", tmp_path / "scripts/lib")  # its --help
     shutil.copy2(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
     shutil.copytree(REPO / "ci/src/onnx_serving", tmp_path / "ci/src/onnx_serving")  # the table
     shutil.copytree(REPO / "requirements", tmp_path / "requirements")

@@ -13,7 +13,8 @@ import pytest
 from onnx_serving.images import IMAGE_UID, MODEL_DIR
 from onnx_serving.variants import Variant
 from tests.images.docker_support import REPO, VARIANTS, Container
-from tests.images.serving import model_metadata, run_smoke
+from tests.images.serving import model_metadata, run_smoke, served_models
+from tests.models_for_tests import repository_models, write_mlp
 
 pytestmark = pytest.mark.docker
 
@@ -62,7 +63,9 @@ def test_gpu_image_without_gpu_falls_back_to_cpu_loudly(
     assert "EXECUTION_PROVIDERS=cuda,cpu" in json.loads(env)
 
     # The provider actually in use, not the ones compiled in (CUDA is compiled in).
-    assert model_metadata(container.url)["execution_providers"] == ["CPUExecutionProvider"]
+    for model in served_models(container.url):
+        metadata = model_metadata(container.url, model)
+        assert metadata["execution_providers"] == ["CPUExecutionProvider"], metadata
     compiled_in = container.exec(
         "python", "-c", "import onnxruntime as o; print(o.get_available_providers())"
     )
@@ -84,7 +87,7 @@ def test_model_volume_overrides_baked_model(
     repository = tmp_path_factory.mktemp("models")
     target = repository / "classifier" / "7"
     target.mkdir(parents=True)
-    (target / "model.onnx").write_bytes((REPO / "models/mlp/1/model.onnx").read_bytes())
+    write_mlp(target / "model.onnx")
     repository.chmod(0o755)
     for path in repository.rglob("*"):
         path.chmod(0o755 if path.is_dir() else 0o644)
@@ -95,6 +98,9 @@ def test_model_volume_overrides_baked_model(
     smoke = run_smoke(container.url, "classifier")
     assert smoke.returncode == 0, smoke.stdout + smoke.stderr
     assert model_metadata(container.url, "classifier")["versions"] == ["7"]
-    with pytest.raises(urllib.error.HTTPError) as missing:
-        model_metadata(container.url, "mlp")
-    assert missing.value.code == 404
+    # Nothing of the baked-in repository is left, whatever it holds.
+    assert served_models(container.url) == {"classifier": ["7"]}
+    for baked in repository_models(REPO / "models").keys() - {"classifier"}:
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            model_metadata(container.url, baked)
+        assert missing.value.code == 404

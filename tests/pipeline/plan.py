@@ -29,6 +29,11 @@ import dagger
 from dagger.client._core import Context
 from dagger.client.base import Type
 
+from onnx_serving import registry_login
+from onnx_serving.build import SHA256SUM_MODELS
+from onnx_serving.models import identities_from_sha256sum, models_label
+from onnx_serving.variants import Variant
+
 SDK_VERSION = "0.21.11"
 _installed = importlib.metadata.version("dagger-io")
 if _installed != SDK_VERSION:
@@ -37,6 +42,7 @@ if _installed != SDK_VERSION:
     )
 
 REPO = Path(__file__).resolve().parents[2]
+DOCKERFILE = Variant.cpu.spec.dockerfile
 NATIVE_PLATFORM = "linux/amd64"  # what the fake engine says its own platform is
 
 
@@ -103,9 +109,12 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def stand_in_digest(address: str) -> str:
-    """What the fake engine answers to `publish(address)`: a digest derived from the address."""
-    return f"{address}@sha256:{hashlib.sha256(address.encode()).hexdigest()}"
+def stand_in_digest(address: str, images: Any = None) -> str:
+    """What the fake engine answers to `publish(address, platformVariants=images)`: like a
+    registry's, a digest of what is pushed (the repository and the images' plans), the same
+    under every tag."""
+    pushed = f"{address.rpartition(':')[0]} {render(images)}"
+    return f"{address}@sha256:{hashlib.sha256(pushed.encode()).hexdigest()}"
 
 
 Answer = Callable[[list[Call]], Any]
@@ -121,6 +130,12 @@ class FakeEngine:
 
     answers: dict[str, Answer] = field(default_factory=dict)
     queries: list[list[Call]] = field(default_factory=list)
+    # The queries that label images with their models (build.models_identity), kept apart:
+    # every building function sends them first, and the plans' tests are about the rest.
+    identity_queries: list[list[Call]] = field(default_factory=list)
+    # The registry login round trips made (host, repository, username, password): the
+    # module's process makes them itself (registry_login), so the fake records them.
+    logins: list[tuple[str, str, str | None, str | None]] = field(default_factory=list)
 
     def leaf_names(self) -> list[str]:
         """The last field of every query sent, in order (e.g. ["stdout", "publish"])."""
@@ -131,12 +146,14 @@ class FakeEngine:
 
     def answer(self, chain: list[Call]) -> Any:
         leaf = chain[-1].name
+        execs = find(chain, "withExec")
+        if leaf == "stdout" and execs and execs[-1].args["args"][-1] == SHA256SUM_MODELS:
+            return _models_sha256sum(REPO / "models")
         if leaf in self.answers:
             return self.answers[leaf](chain)
         if leaf == "publish":
-            return stand_in_digest(chain[-1].args["address"])
+            return stand_in_digest(chain[-1].args["address"], chain[-1].args["platformVariants"])
         if leaf in ("stdout", "combinedOutput"):
-            execs = find(chain, "withExec")
             return f"ran: {' '.join(execs[-1].args['args'])}\n" if execs else ""
         if leaf == "plaintext" and chain[0].name == "setSecret":
             return chain[0].args["plaintext"]
@@ -149,6 +166,29 @@ class FakeEngine:
         if leaf == "glob":
             return _host_glob(chain)
         raise AssertionError(f"the fake engine has no answer for {names(chain)}")
+
+
+def is_models_identity(query: list[Call]) -> bool:
+    """A query of build.models_identity: the Dockerfile's base image read, or sha256sum run."""
+    execs = find(query, "withExec")
+    if execs:
+        return bool(execs[-1].args["args"][-1] == SHA256SUM_MODELS)
+    return names(query)[-2:] == ["file", "contents"] and query[-2].args["path"] == DOCKERFILE
+
+
+def repository_models_label() -> str:
+    """The models label of the repository's own models/ (what a plan without --models bakes)."""
+    return models_label(identities_from_sha256sum(_models_sha256sum(REPO / "models")))
+
+
+def _models_sha256sum(repository: Path) -> str:
+    """What `sha256sum` prints over a model repository (build.models_identity runs it): the
+    repository's own models stand for whatever folder the plan mounted."""
+    lines = []
+    for path in sorted(repository.glob("*/*/model.onnx")):
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        lines.append(f"{digest}  ./{path.relative_to(repository).as_posix()}")
+    return "\n".join(lines) + "\n"
 
 
 def _host_glob(chain: list[Call]) -> list[str]:
@@ -165,6 +205,8 @@ def _host_glob(chain: list[Call]) -> list[str]:
 
 def _host_file(chain: list[Call]) -> str:
     """`host.directory(root).file(path).contents()`: the real file from the host."""
+    if names(chain) == ["node", "file", "contents"]:  # the engine's source Directory, by ID
+        return (REPO / str(chain[1].args["path"])).read_text(encoding="utf-8")
     if names(chain)[:2] != ["host", "directory"] or chain[-2].name != "file":
         raise AssertionError(f"no stand-in contents for {names(chain)}")
     root, relative = str(chain[1].args["path"]), str(chain[-2].args["path"])
@@ -220,9 +262,16 @@ def fake_engine(answers: dict[str, Answer] | None = None) -> Iterator[FakeEngine
 
     async def execute(ctx: Context, return_type: Any = None) -> Any:
         chain = _calls_of(ctx)
-        engine.queries.append(chain)
+        (engine.identity_queries if is_models_identity(chain) else engine.queries).append(chain)
         value = engine.answer(chain)
         return value if return_type is not None else None
 
-    with mock.patch.object(Context, "execute", execute):
+    def check_login(host: str, repository: str, user: str | None, password: str | None) -> str:
+        engine.logins.append((host, repository, user, password))
+        return "open"
+
+    with (
+        mock.patch.object(Context, "execute", execute),
+        mock.patch.object(registry_login, "check_login", check_login),
+    ):
         yield engine

@@ -8,7 +8,17 @@ from typing import Any
 from dagger import dag
 
 from .conftest import make_module
-from .plan import REPO, FakeEngine, calls, dockerfile_target, find, names, only, render
+from .plan import (
+    REPO,
+    FakeEngine,
+    calls,
+    dockerfile_target,
+    find,
+    names,
+    only,
+    render,
+    repository_models_label,
+)
 
 PEM = "-----BEGIN CERTIFICATE-----\nMIIB-unit-test-ca-7f3a\n-----END CERTIFICATE-----\n"
 
@@ -21,12 +31,16 @@ def test_cpu_build_is_the_cpu_target_for_the_engine_platform(
     build = chain[-1].args
     assert dockerfile_target(build) == ("dockerfiles/Dockerfile", "cpu")
     assert "platform" not in build  # None: the engine's own platform, no emulation
-    # No VERSION arg: the image gets the Dockerfile's default version label, 0.0.0-dev.
-    assert "buildArgs" not in build
+    # No VERSION arg: the image gets the Dockerfile's default version label, 0.0.0-dev. The
+    # one arg is the models it serves, each with its sha256 (sha256sum in the base image).
+    assert build["buildArgs"] == [{"name": "MODELS", "value": repository_models_label()}]
     dockerfile = (REPO / "dockerfiles/Dockerfile").read_text()
     assert "ARG VERSION=0.0.0-dev " in dockerfile
     assert "secrets" not in build
-    assert engine.queries == []  # building a plan sends nothing
+    assert engine.queries == []  # beyond the models' digests, a plan sends nothing
+    [read_base, sha256sum] = engine.identity_queries
+    assert names(read_base)[-2:] == ["file", "contents"]  # the Dockerfile's ARG BASE_IMAGE
+    assert only(sha256sum, "from").args["address"] == "python:3.11-slim-bookworm"
 
 
 def test_gpu_build_is_the_gpu_dockerfile_for_amd64(module: Any, engine: FakeEngine) -> None:
@@ -57,6 +71,7 @@ def test_label_build_args_come_from_the_module_options(engine: FakeEngine) -> No
         {"name": "REVISION", "value": "0123abcd"},
         {"name": "CREATED", "value": "2026-11-28T21:00:00Z"},
         {"name": "SOURCE_URL", "value": "https://github.com/acme/onnx-serving"},
+        {"name": "MODELS", "value": repository_models_label()},
     ]
 
 

@@ -17,7 +17,18 @@ from onnx_serving.variants import ALL_DOCKERFILES
 from tests.trivy_reports import report_text, vulnerability
 
 from .conftest import make_module
-from .plan import REPO, Call, FakeEngine, calls, dockerfile_target, fake_engine, find, names, only
+from .plan import (
+    REPO,
+    Call,
+    FakeEngine,
+    calls,
+    dockerfile_target,
+    fake_engine,
+    find,
+    names,
+    only,
+    repository_models_label,
+)
 
 LOCK_INSTALL = commands.pip_install_lock_command(f"/tmp/{commands.TEST_LOCK}")
 
@@ -83,7 +94,8 @@ def test_test_runs_the_readme_test_command_with_an_engine_then_smokes_the_image(
     assert dockerfile_target(only(server, "dockerBuild")) == ("dockerfiles/Dockerfile", "cpu")
     assert names(server)[-2:] == ["withExposedPort", "asService"]
     assert server[-1].args == {"useEntrypoint": True}
-    assert _check_execs(smoke) == [commands.smoke_command("server:8000")]
+    label = repository_models_label()  # what the smoke test holds the server to
+    assert _check_execs(smoke) == [commands.smoke_command("server:8000", models_label=label)]
     assert "test suite:" in out and "smoke test" in out
 
 

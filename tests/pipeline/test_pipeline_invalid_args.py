@@ -64,6 +64,17 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("scan_published", {"tags": ["latest", "v1.2.3"]}, "'v1.2.3'"),
     ("scan_published", {"registry": "https://ghcr.io"}, "'https://ghcr.io'"),
     ("scan_published", {"username": "bot"}, "'bot'"),
+    ("build", {"model_name": "my model"}, "'my model'"),
+    ("build", {"model_version": 0}, "--model-version 0"),
+    ("build", {"model_url": "ftp://models.example/m.onnx", "model_sha256": "a" * 64}, "'ftp:"),
+    ("build", {"model_url": "https://models.example/m.onnx"}, "--model-sha256"),
+    ("build", {"model_sha256": "a" * 64}, "--model-url"),
+    ("serve", {"model_url": "https://models.example/m.onnx", "model_sha256": "abc"}, "'abc'"),
+    (
+        "publish",
+        {"tag": "v1.2.3", "model_url": "https://models.example/", "model_sha256": "a" * 64},
+        "--model-name",
+    ),
 ]
 
 
@@ -74,6 +85,8 @@ def test_invalid_argument_fails_before_anything_runs(
     kwargs = {  # secrets stand in for the CLI's env://... arguments
         k: dag.set_secret(k, "s3cr3t-value") if v == "SECRET" else v for k, v in kwargs.items()
     }
+    if function in ("publish", "scan_published"):
+        kwargs.setdefault("repository", "acme/onnx")
     # A CA bundle too: even the secret re-registration must not happen before validation.
     module = make_module(ca_bundle=dag.set_secret("ca", "pem"))
     with pytest.raises(ValueError) as err:
@@ -81,4 +94,5 @@ def test_invalid_argument_fails_before_anything_runs(
     message = str(err.value)
     assert "\n" not in message, message
     assert named in message, message
-    assert engine.queries == []  # nothing was read, built, scanned or pushed
+    assert engine.queries == engine.identity_queries == []  # nothing read, built or pushed
+    assert engine.logins == []  # not even the registry asked

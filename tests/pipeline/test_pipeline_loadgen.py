@@ -27,7 +27,7 @@ MAX_BODY_BYTES = 64 * 1024  # a 100-row JSON request (~77 KB) is over it, 4 rows
 
 @pytest.fixture(scope="module")
 def bundled_model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """The bundled models/ repository (model `mlp`), bodies limited to 64 KiB."""
+    """The tests' default MLP (`mlp`, input FP32 [N, 256]), bodies limited to 64 KiB."""
     env = {"MAX_BODY_BYTES": str(MAX_BODY_BYTES)}
     with running_server(env, tmp_path_factory.mktemp("loadgen") / "server.log") as live:
         yield live

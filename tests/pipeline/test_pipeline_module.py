@@ -82,8 +82,11 @@ def test_the_registered_api_is_documented_for_help() -> None:
     # Results that depend on the outside world or on today are never reused.
     never = {"publish", "scan", "scan_published", "benchmark"}
     assert {name for name, info in functions.items() if info.cache == "never"} == never
-    # --tag or --edge: neither is required, one is (test_pipeline_invalid_args.py).
-    assert [n for n, a in functions["publish"].arguments.items() if a.required] == []
+    # --tag or --edge: neither is required, one is (test_pipeline_invalid_args.py). The
+    # repository is: no default pushes to a repository nobody owns.
+    assert [n for n, a in functions["publish"].arguments.items() if a.required] == ["repository"]
+    required = [n for n, a in functions["scan_published"].arguments.items() if a.required]
+    assert required == ["repository"]
     assert functions["publish"].arguments["git"].default_path == "/.git"
 
 

@@ -1,9 +1,9 @@
 """The plan of `publish`: build once, verify (smoke + scan gate) those very images, then push
 them under every tag, registry auth by secret only, optional keyless signing.
 
-The fake engine answers each `publish(address)` with a stand-in digest derived from the
-address, and every scan with a clean Trivy report; the assertions are on what the module
-asked the engine to do, in which order, and with which objects.
+The fake engine answers each `publish(address)` with a stand-in digest of the pushed images,
+and every scan with a clean Trivy report; the assertions are on what the module asked the
+engine to do, in which order, and with which objects.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 from dagger import dag
@@ -32,7 +33,7 @@ from .plan import (
     names,
     only,
     render,
-    stand_in_digest,
+    repository_models_label,
 )
 
 MARKER = "ghp_publish-token-unique-5c1e2d"
@@ -92,8 +93,10 @@ def test_release_publishes_every_tag_of_every_variant(module: Any, engine: FakeE
         f"{REPO}:{t}-gpu" for t in ("1.2.3", "1.2", "1", "latest")
     ]
     queries = engine.queries_named("publish")
-    assert sorted(q[-1].args["address"] for q in queries) == sorted(expected)  # concurrent
-    assert out.splitlines() == [stand_in_digest(a) for a in expected]  # one ref@sha256 per tag
+    assert sorted(q[-1].args["address"] for q in queries) == sorted(expected)
+    assert [line.split("@")[0] for line in out.splitlines()] == expected  # one per tag
+    digests = [line.split("@")[1] for line in out.splitlines()]
+    assert len(set(digests[:4])) == len(set(digests[4:])) == 1  # a variant's tags: one digest
 
     for query in queries:
         gpu = query[-1].args["address"].endswith("-gpu")
@@ -145,22 +148,22 @@ def _plan(chain: list[Call]) -> str:
     return render([[c.type_name, c.name, c.args] for c in chain])
 
 
-def test_emulated_platforms_are_checked_for_readiness_native_ones_fully(
+def test_every_platform_answers_an_inference_and_holds_the_models_label(
     module: Any, engine: FakeEngine
 ) -> None:
+    """The emulated platform (arm64 here) gets the same smoke test as the native one: an
+    inference of every model and the image's models label held against the server."""
     _publish(module, tag="v1.0.0", repository="acme/onnx-serving", variants=["cpu"])
     by_platform = {}
     for query in _smokes(engine):
         service = calls(only(query, "withServiceBinding").args["service"])
         by_platform[only(service, "dockerBuild").args["platform"]] = find(query, "withExec")[-1]
     assert NATIVE_PLATFORM == "linux/amd64"
-    assert by_platform["linux/amd64"].args["args"] == commands.smoke_command("server:8000")
-    assert by_platform["linux/arm64"].args["args"] == commands.smoke_command(
-        "server:8000", ready_only=True
-    )
-    # The flag itself, not only agreement with the helper that writes it.
-    assert "--ready-only" in by_platform["linux/arm64"].args["args"]
-    assert "--ready-only" not in by_platform["linux/amd64"].args["args"]
+    expected = commands.smoke_command("server:8000", models_label=repository_models_label())
+    assert by_platform == {"linux/amd64": ANY, "linux/arm64": ANY}
+    for platform, smoke in by_platform.items():
+        assert smoke.args["args"] == expected, platform
+    assert "--models-label" in expected
 
 
 def test_a_failing_smoke_test_pushes_nothing(module: Any) -> None:
@@ -204,22 +207,29 @@ def test_registry_auth_uses_the_secret_by_reference(module: Any, engine: FakeEng
         assert auth["secret"] is token  # the very Secret given, passed on as a reference
         # The token's value is nowhere in what the engine is asked to do.
         assert MARKER not in render([c.args for c in query])
-    assert "plaintext" not in engine.leaf_names()  # the module never read the token
+    # The module reads the token once, for its login round trip, and passes it nowhere else.
+    assert engine.leaf_names().count("plaintext") == 1
+    assert engine.logins == [("ghcr.io", "acme/onnx", "bot", MARKER)]
 
 
-def test_v1_2_publishes_the_release_line(module: Any, engine: FakeEngine) -> None:
+def test_v1_2_publishes_the_release_line(engine: FakeEngine) -> None:
+    module = make_module(revision="0123456789abcdef0123456789abcdef01234567")
     out = _publish(module, tag="v1.2", registry="localhost:5000", repository="acme/onnx")
     tags = [line.split("@")[0].rpartition(":")[2] for line in out.splitlines()]
-    assert tags == ["1.2", "1", "latest", "1.2-gpu", "1-gpu", "latest-gpu"]
+    # Every tag of a release line floats: its commit's tag is the immutable one.
+    assert tags == [
+        *("1.2", "1", "latest", "sha-0123456"),
+        *("1.2-gpu", "1-gpu", "latest-gpu", "sha-0123456-gpu"),
+    ]
     # Without credentials the engine's own registry config is used: no auth step.
     assert all(names(q) == ["container", "publish"] for q in engine.queries_named("publish"))
 
 
 def test_prerelease_moves_no_floating_tag(module: Any, engine: FakeEngine) -> None:
     out = _publish(module, tag="v1.3.0-rc.1", repository="acme/onnx")
-    assert out.splitlines() == [
-        stand_in_digest("ghcr.io/acme/onnx:1.3.0-rc.1"),
-        stand_in_digest("ghcr.io/acme/onnx:1.3.0-rc.1-gpu"),
+    assert [line.split("@")[0] for line in out.splitlines()] == [
+        "ghcr.io/acme/onnx:1.3.0-rc.1",
+        "ghcr.io/acme/onnx:1.3.0-rc.1-gpu",
     ]
 
 
@@ -335,4 +345,6 @@ def test_signing_is_keyless_cosign_by_digest_with_the_sboms_attached(engine: Fak
         # No key material and no token value anywhere in the plan: keyless, secrets by reference.
         text = render([c.args for c in query])
         assert "--key" not in text and MARKER not in text and "oidc-request-token-9d2f" not in text
-    assert "plaintext" not in engine.leaf_names()
+    # Only the registry token is read (the login round trip); the OIDC secrets never are.
+    assert engine.leaf_names().count("plaintext") == 1
+    assert [login[3] for login in engine.logins] == [MARKER]

@@ -1,7 +1,7 @@
 """`publish` over tags that already exist: the release tags in the checkout's .git decide which
 floating tags move (docs/REGISTRY_GUIDE.md), a release never moves `edge` and an edge build
 never moves a release tag, every address is pushed once and printed in order, and a push the
-registry refuses (an immutable tag that already exists) fails the call."""
+registry refuses (an immutable tag that already exists) fails the call in one line naming it."""
 
 from __future__ import annotations
 
@@ -86,8 +86,12 @@ def test_an_edge_build_never_moves_a_release_tag(tmp_path: Path) -> None:
 
 
 def test_every_address_is_pushed_once_in_the_order_of_the_variants_given() -> None:
-    printed, pushed = _publish(make_module(), tag="v1.2", variants=["gpu", "cpu", "gpu"])
-    assert _tags(printed) == ["1.2-gpu", "1-gpu", "latest-gpu", "1.2", "1", "latest"]
+    module = make_module(revision=REVISION)
+    printed, pushed = _publish(module, tag="v1.2", variants=["gpu", "cpu", "gpu"])
+    assert _tags(printed) == [
+        *("1.2-gpu", "1-gpu", "latest-gpu", "sha-0123456-gpu"),
+        *("1.2", "1", "latest", "sha-0123456"),
+    ]
     assert sorted(pushed) == sorted(printed)
 
 
@@ -98,8 +102,8 @@ def test_a_push_the_registry_refuses_fails_publish() -> None:
     def publish(chain: list[Call]) -> str:
         address = str(chain[-1].args["address"])
         if address == refused:
-            raise RuntimeError(f"push {address}: tag already exists and is immutable")
-        return stand_in_digest(address)
+            raise RuntimeError("tag already exists and is immutable\n(engine progress output)")
+        return stand_in_digest(address, chain[-1].args["platformVariants"])
 
     module = make_module()
     with fake_engine(_answers(publish=publish)), pytest.raises(BaseException) as failed:
@@ -109,4 +113,6 @@ def test_a_push_the_registry_refuses_fails_publish() -> None:
         if isinstance(failed.value, BaseExceptionGroup)
         else [failed.value]
     )
-    assert [str(e) for e in errors] == [f"push {refused}: tag already exists and is immutable"]
+    assert [str(e) for e in errors] == [
+        f"push {refused} failed: tag already exists and is immutable"
+    ]

@@ -62,6 +62,7 @@ def pulled(engine: FakeEngine) -> list[list[Call]]:
 
 
 def _scan_published(**kwargs: Any) -> str:
+    kwargs.setdefault("repository", "onnx-serving/onnx-serving")
     result: str = asyncio.run(make_module().scan_published(**kwargs))
     return result
 
@@ -121,7 +122,11 @@ def test_credentials_log_in_to_the_registry_given_by_secret_reference() -> None:
         assert auth["address"] == "registry.example:5000"
         assert auth["username"] == "reader"
         assert auth["secret"] is token
-    assert "plaintext" not in engine.leaf_names()
+    # Read once, by the login round trip before anything is pulled; in no engine call.
+    assert engine.leaf_names().count("plaintext") == 1
+    assert engine.logins == [
+        ("registry.example:5000", "onnx-serving/onnx-serving", "reader", "scan-token-marker-71c3")
+    ]
 
 
 def test_anonymous_pulls_log_in_nowhere() -> None:

@@ -121,7 +121,8 @@ def test_the_module_refreshes_for_the_day_it_runs() -> None:
 @pytest.mark.parametrize("function", ["scan", "scan_published"])
 def test_offline_scan_never_downloads_the_db_and_says_so(function: str) -> None:
     with fake_engine(_answers()) as engine:
-        out = asyncio.run(getattr(make_module(offline_scan=True), function)())
+        arguments = {"repository": "acme/onnx"} if function == "scan_published" else {}
+        out = asyncio.run(getattr(make_module(offline_scan=True), function)(**arguments))
     scans = _scans(engine)
     assert len(scans) == len(PUBLISHED)
     for query in scans:

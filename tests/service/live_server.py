@@ -16,6 +16,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.models_for_tests import mlp_repository
+
 REPO = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 90.0
 POLL_INTERVAL_S = 0.05
@@ -74,20 +76,27 @@ class LiveServer:
             raise AssertionError("server ignored SIGTERM for 60 s") from None
 
 
-def server_env(extra: Mapping[str, str]) -> dict[str, str]:
+def server_env(extra: Mapping[str, str], bundled: bool = False) -> dict[str, str]:
+    """The server's environment. Without MODEL_REPOSITORY or MODEL_PATH in `extra` it serves
+    the tests' own MLP repository (tests/models_for_tests.py), never what models/ holds;
+    `bundled=True` sets neither, so the server falls back to the repository's models/."""
     env = {
         key: value
         for key, value in os.environ.items()
         if not key.startswith(("MODEL_", "ORT_", "XDG_"))
     }
     env.update({"HOST": "127.0.0.1", "LOG_LEVEL": "info", "INTRA_OP_THREADS": "1"})
+    if not bundled and not {"MODEL_REPOSITORY", "MODEL_PATH"} & extra.keys():
+        env["MODEL_REPOSITORY"] = str(mlp_repository())
     env.update(extra)
     return env
 
 
-def spawn(extra_env: Mapping[str, str], log_path: Path) -> tuple[subprocess.Popen[bytes], int]:
+def spawn(
+    extra_env: Mapping[str, str], log_path: Path, bundled: bool = False
+) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    env = server_env({"PORT": str(port), **extra_env})
+    env = server_env({"PORT": str(port), **extra_env}, bundled)
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "service"],
@@ -114,9 +123,12 @@ def wait_ready(server: LiveServer) -> None:
 
 
 @contextmanager
-def running_server(extra_env: Mapping[str, str], log_path: Path) -> Iterator[LiveServer]:
-    """A ready server for the duration of the block, stopped with SIGTERM afterwards."""
-    process, port = spawn(extra_env, log_path)
+def running_server(
+    extra_env: Mapping[str, str], log_path: Path, bundled: bool = False
+) -> Iterator[LiveServer]:
+    """A ready server for the duration of the block, stopped with SIGTERM afterwards (what it
+    serves: server_env)."""
+    process, port = spawn(extra_env, log_path, bundled)
     server = LiveServer(process, port, log_path)
     try:
         wait_ready(server)

@@ -1,17 +1,19 @@
 """Small ONNX models for tests: an identity model with one input and output per datatype, and
-a lookup model that ONNX Runtime refuses to run for some input values."""
+a lookup model that ONNX Runtime refuses to run for some input values; the default MLP comes
+from tests/models_for_tests.py (never from the repository's models/)."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from tests.models_for_tests import MLP, mlp_model, write_mlp
+
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_MODEL = REPO / "models" / "mlp" / "1" / "model.onnx"
+DEFAULT_MODEL = mlp_model()  # the default MLP, written by the tests (read only)
 
 ONNX_TYPES = {
     "BOOL": TensorProto.BOOL,
@@ -100,9 +102,8 @@ def sample_arrays(rows: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def make_repository(root: Path) -> Path:
-    """mlp version 1 (the bundled model), identity versions 1 and 3, lookup version 1."""
-    (root / "mlp" / "1").mkdir(parents=True)
-    shutil.copyfile(DEFAULT_MODEL, root / "mlp" / "1" / "model.onnx")
+    """mlp version 1 (the default MLP), identity versions 1 and 3, lookup version 1."""
+    write_mlp(root / MLP / "1" / "model.onnx")
     data = identity_model().SerializeToString()
     for version in ("1", "3"):
         (root / "identity" / version).mkdir(parents=True)

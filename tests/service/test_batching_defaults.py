@@ -77,7 +77,7 @@ def test_config_says_batching_is_on_with_the_default_cap(default_server: LiveSer
     assert mlp["parameters"]["requests_over_max_batch_size"] == {"string_value": "run_alone"}
     fixed = httpx.get(f"{default_server.base}/v2/models/fixed/config").json()
     assert fixed["max_batch_size"] == 0 and fixed["input"][0]["dims"] == [4, 2]
-    assert "dynamic_batching" not in fixed and "parameters" not in fixed
+    assert "dynamic_batching" not in fixed and list(fixed["parameters"]) == ["sha256"]
 
 
 def test_default_settings_merge_concurrent_requests(default_server: LiveServer) -> None:

@@ -75,6 +75,13 @@ def identity_config(max_batch_size: int) -> dict[str, object]:
     }
 
 
+def without_sha256(config: dict[str, object]) -> dict[str, object]:
+    """The config less its model-file sha256 parameter (test_model_identity.py checks it)."""
+    parameters = dict(config.pop("parameters"))  # type: ignore[call-overload]
+    assert len(parameters.pop("sha256")["string_value"]) == 64
+    return config | ({"parameters": parameters} if parameters else {})
+
+
 def batching(delay_us: int, larger: str) -> dict[str, object]:
     """The config's batching entries: the delay, and what a request of more rows gets."""
     return {
@@ -88,11 +95,12 @@ def test_model_config_documents(
 ) -> None:
     """Defaults: batching with a cap of 64 rows that larger requests pass alone. MAX_BATCH_SIZE
     set: a hard cap (larger requests get 400, as in Triton). MAX_BATCH_SIZE=0: no batching."""
-    default = httpx.get(f"{server.base}/v2/models/identity/config").json()
+    default = without_sha256(httpx.get(f"{server.base}/v2/models/identity/config").json())
     assert default == identity_config(DEFAULT_MAX_BATCH_SIZE) | batching(0, "run_alone")
-    plain = httpx.get(f"{unbatched_server.base}/v2/models/identity/config").json()
+    plain = without_sha256(httpx.get(f"{unbatched_server.base}/v2/models/identity/config").json())
     assert plain == identity_config(0)
-    hard = httpx.get(f"{batching_server.base}/v2/models/identity/versions/1/config").json()
+    hard_url = f"{batching_server.base}/v2/models/identity/versions/1/config"
+    hard = without_sha256(httpx.get(hard_url).json())
     assert hard == identity_config(BATCH_ROWS) | batching(60_000_000, "refused")  # 60000 ms
 
 
@@ -114,7 +122,7 @@ def test_model_config_without_batching(unbatched_server: LiveServer) -> None:
     config = triton.InferenceServerClient(unbatched_server.url).get_model_config("mlp")
     assert config["max_batch_size"] == 0
     assert config["input"] == [{"name": "input", "data_type": "TYPE_FP32", "dims": [-1, 256]}]
-    assert "dynamic_batching" not in config and "parameters" not in config
+    assert "dynamic_batching" not in config and list(config["parameters"]) == ["sha256"]
 
 
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])

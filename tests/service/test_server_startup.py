@@ -11,6 +11,7 @@ import httpx
 import onnxruntime as ort
 import pytest
 
+from tests.models_for_tests import repository_models
 from tests.service.live_server import REPO, running_server, server_env
 from tests.service.model_factory import DEFAULT_MODEL
 
@@ -97,9 +98,18 @@ def test_model_path_with_sha256_serves_under_given_name(tmp_path: Path) -> None:
 
 
 def test_default_repository_is_the_bundled_model(tmp_path: Path) -> None:
-    with running_server({}, tmp_path / "log") as server:
-        assert httpx.get(f"{server.base}/v2/models/mlp/ready").status_code == 200
-        assert str(DEFAULT_MODEL) in server.log()
+    """No MODEL_REPOSITORY nor MODEL_PATH: whatever models/ holds is served, every version."""
+    bundled = REPO / "models"
+    with running_server({}, tmp_path / "log", bundled=True) as server:
+        index = httpx.post(f"{server.base}/v2/repository/index").json()
+        served: dict[str, list[str]] = {}
+        for entry in index:
+            assert entry["state"] == "READY", entry
+            served.setdefault(entry["name"], []).append(entry["version"])
+        assert {n: sorted(v, key=int) for n, v in served.items()} == repository_models(bundled)
+        for name in served:
+            assert httpx.get(f"{server.base}/v2/models/{name}/ready").status_code == 200
+        assert str(bundled) in server.log()
 
 
 @pytest.mark.parametrize(("telemetry", "writes"), [(None, False), ("0", True)])

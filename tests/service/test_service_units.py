@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
+import subprocess
+import sys
 import warnings
 from pathlib import Path, PurePosixPath
 
@@ -21,6 +22,7 @@ from service.model_config import model_metadata
 from service.repository import ModelSource, ModelSourceError, discover_models
 from service.runtime import CPU, ModelLoadError, first_line, load_model
 from service.settings import Settings, SettingsError, declared, load_settings, settings_table
+from tests.models_for_tests import MLP_PRODUCER, make_default_model, mlp_bytes
 from tests.service.model_factory import DEFAULT_MODEL, REPO
 
 
@@ -221,16 +223,26 @@ def test_repository_layout(tmp_path: Path) -> None:
         discover_models(Settings(model_repository=tmp_path, model_sha256="0" * 64))
 
 
-def test_default_model_is_reproducible() -> None:
-    spec = importlib.util.spec_from_file_location(
-        "make_default_model", REPO / "scripts" / "make_default_model.py"
+def test_default_model_is_reproducible(tmp_path: Path) -> None:
+    """scripts/make_default_model.py writes the same bytes on every run. Where models/ holds a
+    file it made (same size, its producer name), that file is those very bytes."""
+    written = tmp_path / "mlp" / "1" / "model.onnx"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "make_default_model.py"), "--output", str(written)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
-    assert spec is not None and spec.loader is not None
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    data = script.model_bytes()
-    assert data == DEFAULT_MODEL.read_bytes()
+    assert done.returncode == 0, done.stderr
+    data = make_default_model.model_bytes()
+    assert written.read_bytes() == data == mlp_bytes()
     assert len(data) < 10 * 1024 * 1024
+    for bundled in sorted((REPO / "models").rglob("*.onnx")):
+        if bundled.stat().st_size != len(data):
+            continue
+        if onnx.load(str(bundled), load_external_data=False).producer_name == MLP_PRODUCER:
+            assert bundled.read_bytes() == data, f"{bundled}: rerun scripts/make_default_model.py"
 
 
 def test_default_model_signature() -> None:

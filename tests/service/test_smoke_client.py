@@ -4,14 +4,17 @@ against stand-in clients."""
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
 from onnx_serving import smoke
+from onnx_serving.models import ModelIdentity, models_label
 from tests.service.live_server import LiveServer
 from tests.service.model_factory import ONNX_TYPES
 
@@ -38,6 +41,41 @@ def test_smoke_fails_for_a_model_the_server_does_not_serve(server: LiveServer) -
     completed = run_smoke("--url", server.url, "--model", "absent")
     assert completed.returncode != 0
     assert "absent" in completed.stdout + completed.stderr
+
+
+def files_label(repository: Path) -> str:
+    """The models label of a repository's files, as the image builds compute it."""
+    return models_label(
+        ModelIdentity(p.parts[-3], int(p.parts[-2]), hashlib.sha256(p.read_bytes()).hexdigest())
+        for p in repository.glob("*/*/model.onnx")
+    )
+
+
+def test_the_image_label_is_held_against_what_the_server_serves(
+    server: LiveServer, model_repository: Path
+) -> None:
+    label = files_label(model_repository)
+    completed = run_smoke("--url", server.url, "--models-label", label)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    versions = len(label.split(","))
+    assert completed.stdout.splitlines()[-1] == (
+        f"smoke: OK {server.url} models={versions} versions match the image's label, "
+        "sha256 included"
+    )
+
+
+def test_a_label_that_names_another_file_fails_naming_both(
+    server: LiveServer, model_repository: Path
+) -> None:
+    label = files_label(model_repository)
+    first = label.split(",")[0]
+    name_version, _, digest = first.partition("@sha256:")
+    wrong = label.replace(first, f"{name_version}@sha256:{'0' * 64}")
+    completed = run_smoke("--url", server.url, "--models-label", wrong)
+    assert completed.returncode == 1
+    failure = completed.stderr.strip().splitlines()[-1]
+    assert f"label only {name_version}@sha256:{'0' * 64}" in failure
+    assert f"server only {name_version}@sha256:{digest}" in failure
 
 
 class _Client:

@@ -14,8 +14,13 @@ import dagger
 from dagger import dag
 
 from . import validation
-from .images import CA_BUNDLE_SECRET_ID, ImageMetadata
-from .models import model_layout
+from .images import CA_BUNDLE_SECRET_ID, ImageMetadata, dockerfile_base_image
+from .models import (
+    ModelOptions,
+    identities_from_sha256sum,
+    model_layout,
+    models_label,
+)
 from .variants import Variant
 
 # Not part of any build context: VCS data, virtualenvs, caches, the engine-generated SDK.
@@ -83,15 +88,39 @@ async def build_secret(ca_bundle: dagger.Secret | None) -> dagger.Secret | None:
 
 
 async def build_context(
-    source: dagger.Directory, models: dagger.Directory | None
+    source: dagger.Directory, models: dagger.Directory | None, options: ModelOptions
 ) -> dagger.Directory:
-    """The build context: the repository, its models/ replaced by `models` if given."""
+    """The build context: the repository, its models/ replaced by `models` if given (a single
+    file placed as `options` name and version it)."""
     if models is None:
         return source
-    layout = model_layout("--models", await models.glob("**/*.onnx"))
+    layout = model_layout("--models", await models.glob("**/*.onnx"), options)
     if layout.single_file is not None and layout.repository_path is not None:
         models = dag.directory().with_file(layout.repository_path, models.file(layout.single_file))
     return source.without_directory("models").with_directory("models", models)
+
+
+# sha256sum of every model version of the repository mounted at /models.
+SHA256SUM_MODELS = 'cd /models && find . -path "./*/*/model.onnx" -exec sha256sum {} +'
+
+
+async def models_identity(
+    source: dagger.Directory, context: dagger.Directory, metadata: ImageMetadata
+) -> str:
+    """The models label of the context's models/: sha256sum in the base image the builds
+    use (a model is binary; the module reads no file contents itself)."""
+    dockerfile = Variant.cpu.spec.dockerfile
+    base = metadata.base_image or dockerfile_base_image(
+        dockerfile, await source.file(dockerfile).contents()
+    )
+    listing = await (
+        dag.container()
+        .from_(base)
+        .with_mounted_directory("/models", context.directory("models"))
+        .with_exec(["sh", "-c", SHA256SUM_MODELS])
+        .stdout()
+    )
+    return models_label(identities_from_sha256sum(listing))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,8 +140,20 @@ class BuildInputs:
         models: dagger.Directory | None,
         metadata: ImageMetadata,
         ca_bundle: dagger.Secret | None,
+        options: ModelOptions | None = None,
+        identify_models: bool = True,
     ) -> BuildInputs:
-        context = await build_context(source, models)
+        """Check the model options, make the context and label it with what it serves
+        (`identify_models` False: for the check container only, which needs no label)."""
+        options = (options or ModelOptions()).checked(models is not None)
+        context = await build_context(source, models, options)
+        if options.url:
+            label = models_label([options.fetched_identity()])
+        elif identify_models:
+            label = await models_identity(source, context, metadata)
+        else:
+            label = ""
+        metadata = dataclasses.replace(metadata, models=label, fetch=options)
         return cls(context, source, metadata, await build_secret(ca_bundle))
 
     def image(

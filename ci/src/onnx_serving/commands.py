@@ -11,15 +11,15 @@ from collections.abc import Sequence
 
 
 def smoke_command(
-    url: str, models: Sequence[str] = (), python: str = "python", ready_only: bool = False
+    url: str, models: Sequence[str] = (), python: str = "python", models_label: str = ""
 ) -> list[str]:
     """The tritonclient smoke test against a server at `url` (host:port): every served model
-    (or `models`), requests built from each model's metadata; `ready_only` for emulated
-    platforms, where only readiness is checked."""
+    (or `models`), requests built from each model's metadata; `models_label` (the image's
+    models label) is what the server must say it serves."""
     command = [python, "-m", "onnx_serving.smoke", "--url", url]
     for model in models:
         command += ["--model", model]
-    return [*command, "--ready-only"] if ready_only else command
+    return [*command, "--models-label", models_label] if models_label else command
 
 
 # --- What the checks (`test`, `lint`) and `benchmark` execute. ---

@@ -95,12 +95,12 @@ def emulatable(image: dagger.Container, platform: dagger.Platform) -> dagger.Con
     return image.with_mounted_file(emulation.CPUINFO_PATH, fake)
 
 
-async def smoke(checker: dagger.Container, image: dagger.Container, ready_only: bool) -> str:
-    """The smoke client in the check container against `image` served as a service."""
+async def smoke(checker: dagger.Container, image: dagger.Container, models_label: str) -> str:
+    """The smoke client in the check container against `image` served as a service (and
+    `models_label`, the image's models label, checked against what it serves)."""
+    command = commands.smoke_command(SERVER_URL, models_label=models_label)
     return await (
-        checker.with_service_binding(SERVER_ALIAS, service(image))
-        .with_exec(commands.smoke_command(SERVER_URL, ready_only=ready_only))
-        .stdout()
+        checker.with_service_binding(SERVER_ALIAS, service(image)).with_exec(command).stdout()
     )
 
 

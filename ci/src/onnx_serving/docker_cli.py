@@ -9,6 +9,7 @@ import os
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .images import (
     CA_BUNDLE_SECRET_ID,
@@ -47,11 +48,13 @@ def build_command(
     ca_bundle: Path | None = None,
     context: str = ".",
     no_cache: bool = False,
+    host_network: bool = False,
 ) -> list[str]:
     """`docker build` of a variant's Dockerfile target, as the Dagger `build` function does.
 
     The CA bundle goes in as the `ca_bundle` BuildKit secret: mounted while pip runs, in
     no layer. `context` is the repository root (or a copy of it, whose Dockerfile is used).
+    `host_network` runs the build's steps in the host's network (a --model-url on loopback).
     """
     spec = variant.spec
     dockerfile = spec.dockerfile if context == "." else f"{context}/{spec.dockerfile}"
@@ -63,7 +66,14 @@ def build_command(
         command += ["--secret", f"id={CA_BUNDLE_SECRET_ID},src={ca_bundle}"]
     if no_cache:
         command.append("--no-cache")
+    if host_network:
+        command += ["--network", "host"]
     return [*command, context]
+
+
+def on_loopback(url: str) -> bool:
+    """Whether a URL names this machine's loopback, which only the host's network reaches."""
+    return (urlsplit(url).hostname or "") in {"localhost", "127.0.0.1", "::1"}
 
 
 def run_command(

@@ -12,7 +12,9 @@ Version label rule: a release publishes its tag's version (tags.py); a local bui
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from .models import ModelOptions
 
 # The BuildKit secret id the Dockerfiles mount (`RUN --mount=type=secret,id=ca_bundle`): a CA
 # bundle pip trusts behind a TLS-intercepting proxy, never in a layer.
@@ -27,7 +29,7 @@ MODEL_DIR = "/models"  # MODEL_REPOSITORY in the image: mount your own repositor
 STOP_TIMEOUT_S = 35
 # How the images are meant to run: read-only root, nothing but /tmp writable, no
 # capabilities, no privilege escalation. scripts/ and the hardening tests use exactly these;
-# compose.yaml states the same (tests/images/test_compose.py compares).
+# compose.yaml states the same (tests/images/test_compose_config.py compares).
 HARDENED_RUN_FLAGS: tuple[str, ...] = (
     "--read-only",
     "--tmpfs",
@@ -48,6 +50,8 @@ class ImageMetadata:
     created: str = ""
     source_url: str = ""
     base_image: str = ""
+    models: str = ""  # the models label (models.models_label) of what the image serves
+    fetch: ModelOptions = field(default_factory=ModelOptions)  # a --model-url download
 
     def build_args(self) -> dict[str, str]:
         """Only the args that are set: an empty arg would blank the Dockerfile's default."""
@@ -57,6 +61,8 @@ class ImageMetadata:
             "REVISION": self.revision,
             "CREATED": self.created,
             "SOURCE_URL": self.source_url,
+            "MODELS": self.models,
+            **self.fetch.build_args(),
         }
         return {name: value for name, value in pairs.items() if value}
 

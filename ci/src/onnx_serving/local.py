@@ -4,10 +4,13 @@ Every fact comes from the same modules the Dagger functions use (the variant tab
 args, the CA secret id, run flags, the smoke command), so a laptop build is the CI build.
 Stdlib only: run it with any Python 3.11 and PYTHONPATH=ci/src.
 
-    python3 -m onnx_serving.local build [--models DIR] [VARIANT ...]
-    python3 -m onnx_serving.local serve [--port 8000] [--name onnx-serving]
+    python3 -m onnx_serving.local build [MODEL OPTIONS] [VARIANT ...]
+    python3 -m onnx_serving.local serve [--port 8000] [--name onnx-serving] [MODEL OPTIONS]
     python3 -m onnx_serving.local test-image IMAGE
     python3 -m onnx_serving.local push IMAGE REGISTRY/REPOSITORY VERSION [--variant VARIANT]
+
+MODEL OPTIONS: --models DIR|FILE [--model-name NAME] [--model-version N], or
+--model-url URL --model-sha256 HEX [--model-name NAME] [--model-version N] (models.py).
 
 Errors are one line naming the bad value (exit 2 for usage, 1 for a failed job).
 """
@@ -18,6 +21,7 @@ import argparse
 import contextlib
 import dataclasses
 import datetime as dt
+import hashlib
 import os
 import re
 import shutil
@@ -32,7 +36,14 @@ from pathlib import Path
 
 from . import commands, docker_cli, validation
 from .images import CONTAINER_PORT, STOP_TIMEOUT_S, ImageMetadata, dockerfile_base_image
-from .models import model_layout
+from .models import (
+    MODEL_FILE,
+    MODELS_LABEL,
+    ModelIdentity,
+    ModelOptions,
+    model_layout,
+    models_label,
+)
 from .tags import edge_tags, image_tags
 from .variants import LOCAL_REPOSITORY, Variant
 
@@ -40,6 +51,7 @@ REPO = Path(__file__).resolve().parents[3]
 DEFAULT_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 HEALTHY_TIMEOUT_S = 120.0
 HEALTH_FORMAT = "{{.State.Status}}/{{.State.Health.Status}}"
+LABEL_FORMAT = f'{{{{ index .Config.Labels "{MODELS_LABEL}" }}}}'
 BUILD_LOG = Path(os.environ.get("TMPDIR", "/tmp")) / "onnx-serving-build.log"
 
 
@@ -133,17 +145,31 @@ def context_paths() -> list[str]:
     return [line[1:].rstrip("/") for line in lines if line.startswith("!")]
 
 
+def models_identity(repository: Path) -> str:
+    """The models label of a model repository folder: every version's sha256."""
+    found = []
+    for path in repository.glob(f"*/*/{MODEL_FILE}"):
+        version = path.parent.name
+        if version.isdigit() and int(version) > 0:
+            digest = hashlib.sha256()
+            with path.open("rb") as model:
+                while chunk := model.read(1 << 20):
+                    digest.update(chunk)
+            found.append(ModelIdentity(path.parent.parent.name, int(version), digest.hexdigest()))
+    return models_label(found)
+
+
 @contextlib.contextmanager
-def build_context(models: Path | None) -> Iterator[str]:
+def build_context(models: Path | None, options: ModelOptions) -> Iterator[str]:
     """The repository root, or, with `models`, a copy of its build context whose models/ is
-    that repository (or that one .onnx file as `<stem>/1/model.onnx`)."""
+    that repository (or that one .onnx file as `<name>/<version>/model.onnx`)."""
     if models is None:
         yield "."
         return
     files = [p.relative_to(models).as_posix() for p in models.rglob("*.onnx")]
     if models.is_file():
         files, models = [models.name], models.parent
-    layout = model_layout(str(models), files)
+    layout = model_layout(str(models), files, options)
     with tempfile.TemporaryDirectory(prefix="onnx-serving-context-") as tmp:
         context = Path(tmp)
         for relative in [*context_paths(), ".dockerignore", "dockerfiles"]:
@@ -167,7 +193,11 @@ def build_context(models: Path | None) -> Iterator[str]:
 
 
 def build(
-    docker: Docker, variant: Variant, tag: str | None = None, models: Path | None = None
+    docker: Docker,
+    variant: Variant,
+    tag: str | None = None,
+    models: Path | None = None,
+    options: ModelOptions | None = None,
 ) -> str:
     """Build a variant as `onnx-serving:<variant>` (or `tag`); returns the tag."""
     tag = tag or variant.local_tag
@@ -175,12 +205,24 @@ def build(
     metadata = checkout_metadata()
     if os.environ.get("BASE_IMAGE"):
         metadata = dataclasses.replace(metadata, base_image=base)
-    # The model folder is checked first: a bad one is an error before anything is built.
-    with build_context(models) as context:
+    # The model options and folder are checked first: an error before anything is built.
+    options = (options or ModelOptions()).checked(models is not None)
+    with build_context(models, options) as context:
+        if options.url:
+            label = models_label([options.fetched_identity()])
+        else:
+            label = models_identity(REPO / context / "models")
+        metadata = dataclasses.replace(metadata, models=label, fetch=options)
         ensure_base_image(docker, base)
         print(f"build: {tag} ({variant.spec.dockerfile}, target {variant.spec.target or '-'})")
         command = docker_cli.build_command(
-            docker.binary, variant, tag, metadata, ca_bundle=ca_bundle(), context=context
+            docker.binary,
+            variant,
+            tag,
+            metadata,
+            ca_bundle=ca_bundle(),
+            context=context,
+            host_network=docker_cli.on_loopback(options.url),
         )
         done = docker.run(command, timeout=3600)
     BUILD_LOG.write_text(done.stdout + done.stderr)
@@ -212,30 +254,35 @@ def wait_healthy(docker: Docker, name: str, timeout_s: float = HEALTHY_TIMEOUT_S
         raise JobError(f"container {name} is not healthy ({state})")
 
 
-def smoke(url: str) -> None:
-    """The smoke client the Dagger checks run, on every served model; needs .venv."""
+def smoke(docker: Docker, url: str, image: str) -> None:
+    """The smoke client the Dagger checks run, on every served model and the image's models
+    label; needs .venv."""
     python = REPO / ".venv/bin/python"
     if not python.exists():
         raise JobError("no .venv for the smoke client: ./scripts/dev_env.sh creates it")
-    done = subprocess.run(
-        commands.smoke_command(url, python=str(python)), cwd=REPO, timeout=300, check=False
-    )
+    label = docker.output("image", "inspect", "--format", LABEL_FORMAT, image)
+    label = "" if label == "<no value>" else label  # an image with no labels at all
+    command = commands.smoke_command(url, python=str(python), models_label=label)
+    done = subprocess.run(command, cwd=REPO, timeout=300, check=False)
     if done.returncode != 0:
         raise JobError(f"smoke test against {url} failed")
 
 
-def serve(port: int, name: str) -> None:
-    """The main job: build the cpu image, run it hardened on 127.0.0.1:PORT, wait, smoke."""
+def serve(
+    port: int, name: str, models: Path | None = None, options: ModelOptions | None = None
+) -> None:
+    """The main job: build the cpu image (with `models` / `options` if given), run it
+    hardened on 127.0.0.1:PORT, wait, smoke."""
     docker = Docker()
     docker.require_engine()
     docker.run([docker.binary, "rm", "--force", name])  # our own previous run
     if _port_in_use(port):
         raise JobError(f"127.0.0.1:{port} is already in use; choose another with PORT=...")
-    tag = build(docker, Variant.cpu)
+    tag = build(docker, Variant.cpu, models=models, options=options)
     print(f"serve: starting {name} on 127.0.0.1:{port}")
     docker.output(*docker_cli.run_command(docker.binary, tag, name, host_port=port)[1:])
     wait_healthy(docker, name)
-    smoke(f"127.0.0.1:{port}")
+    smoke(docker, f"127.0.0.1:{port}", tag)
     print(
         f"\nonnx-serving is up: http://127.0.0.1:{port}  (image {tag}, container {name})\n"
         f"  curl -s -X POST http://127.0.0.1:{port}/v2/repository/index\n"
@@ -257,7 +304,7 @@ def test_image(image: str) -> None:
         port = docker.output("port", name, f"{CONTAINER_PORT}/tcp").splitlines()[0]
         url = f"127.0.0.1:{port.rsplit(':', 1)[1]}"
         wait_healthy(docker, name)
-        smoke(url)
+        smoke(docker, url, image)
         stopped = docker.run([docker.binary, "stop", "--time", str(STOP_TIMEOUT_S), name], 120)
         if stopped.returncode != 0:
             raise JobError(f"docker stop {name}: {_last_line(stopped.stderr)}")
@@ -323,14 +370,24 @@ def parse_variant(text: str) -> Variant:
         raise argparse.ArgumentTypeError(f"unknown variant {text!r}: choose {choices}") from None
 
 
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--models", type=Path, help="model repository or one .onnx file to bake in")
+    parser.add_argument("--model-name", default="", help="name a single .onnx file serves as")
+    parser.add_argument("--model-version", type=int, help="its version (default 1)")
+    parser.add_argument("--model-url", default="", help="fetch the model during the build")
+    parser.add_argument("--model-sha256", default="", help="the --model-url file's sha256")
+
+
+def _model_options(args: argparse.Namespace) -> ModelOptions:
+    return ModelOptions(args.model_name, args.model_version, args.model_url, args.model_sha256)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="onnx_serving.local", description=__doc__)
     jobs = parser.add_subparsers(dest="job", required=True)
     build_parser = jobs.add_parser("build", help="build variants as onnx-serving:<variant>")
     build_parser.add_argument("variants", nargs="*", type=parse_variant, help="default: all")
-    build_parser.add_argument(
-        "--models", type=Path, help="model repository or one .onnx file to bake in"
-    )
+    _add_model_options(build_parser)
     test_parser = jobs.add_parser("test-image", help="run, smoke-test and stop an image")
     test_parser.add_argument("image")
     push_parser = jobs.add_parser("push", help="push an image under the release's tags")
@@ -345,6 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve_parser = jobs.add_parser("serve", help="build, run and smoke-test the cpu image")
     serve_parser.add_argument("--port", type=_port, default=os.environ.get("PORT", "8000"))
     serve_parser.add_argument("--name", default=os.environ.get("NAME", "onnx-serving"))
+    _add_model_options(serve_parser)
     args = parser.parse_args(argv)
     try:
         if args.job == "bases":
@@ -354,7 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             docker = Docker()
             docker.require_engine()
             for variant in args.variants or list(Variant):
-                print(build(docker, variant, models=args.models))
+                print(build(docker, variant, models=args.models, options=_model_options(args)))
         elif args.job == "test-image":
             test_image(args.image)
         elif args.job == "push":
@@ -362,7 +420,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for line in push(args.image, args.destination, args.version, variant):
                 print(line)
         else:
-            serve(args.port, args.name)
+            serve(args.port, args.name, args.models, _model_options(args))
     except (JobError, ValueError, OSError, subprocess.TimeoutExpired) as exc:
         print(f"{args.job}: {exc}", file=sys.stderr)
         return 1

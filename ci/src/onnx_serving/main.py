@@ -13,13 +13,14 @@ from typing import Annotated
 import dagger
 from dagger import DefaultPath, Doc, Ignore, check, dag, function, object_type
 
-from . import commands, containers, gate, release, scanning, signing, validation
+from . import commands, containers, gate, registry_login, release, scanning, signing, validation
 from . import manifests as deploy_manifests
 from .build import SOURCE_IGNORE, BuildInputs
 from .containers import SERVER_URL
 from .deploy.kserve import DEFAULT_STORAGE_URI
 from .deploy.pod import DEFAULT_NAMESPACE
 from .images import ImageMetadata
+from .models import ModelOptions
 from .variants import ALL_DOCKERFILES, PUBLISHED, Variant
 
 # Closed choices that --help lists: the variant table's names, the gate's severities.
@@ -36,6 +37,18 @@ Models = Annotated[
 ]
 Registry = Annotated[str, Doc("Registry host[:port], e.g. ghcr.io, docker.io, localhost:5000.")]
 Repository = Annotated[str, Doc("Repository path in the registry, e.g. my-org/onnx-serving.")]
+ModelName = Annotated[
+    str,
+    Doc("Model name a single .onnx file (or --model-url) is served as; default: its file name."),
+]
+ModelVersion = Annotated[int | None, Doc("Version of that single model; default 1.")]
+ModelUrl = Annotated[
+    str,
+    Doc("Fetch the model from this http(s) URL during the build, instead of --models."),
+]
+ModelSha256 = Annotated[
+    str, Doc("sha256 of the --model-url file: the build fails on any other content.")
+]
 Username = Annotated[str | None, Doc("Registry user name (with --password).")]
 Password = Annotated[
     dagger.Secret | None,
@@ -100,11 +113,17 @@ class OnnxServing:
             Doc("Target platform, e.g. linux/arm64; default: the engine's own (gpu: amd64)."),
         ] = None,
         models: Models = None,
+        model_name: ModelName = "",
+        model_version: ModelVersion = None,
+        model_url: ModelUrl = "",
+        model_sha256: ModelSha256 = "",
     ) -> dagger.Container:
         """Build a serving image from its Dockerfile target, exactly as `docker build` would."""
         chosen = validation.variant(variant)
         target = validation.platform(chosen, platform)
-        inputs = await self._inputs(models)
+        inputs = await self._inputs(
+            models, ModelOptions(model_name, model_version, model_url, model_sha256)
+        )
         return inputs.image(chosen, target)
 
     @function
@@ -112,10 +131,16 @@ class OnnxServing:
         self,
         variant: Annotated[Variant, Doc("Image variant to serve.")] = Variant.cpu,
         models: Models = None,
+        model_name: ModelName = "",
+        model_version: ModelVersion = None,
+        model_url: ModelUrl = "",
+        model_sha256: ModelSha256 = "",
     ) -> dagger.Service:
         """Run the image as a service: `dagger call serve up --ports 8000:8000`."""
         chosen = validation.variant(variant)
-        inputs = await self._inputs(models)
+        inputs = await self._inputs(
+            models, ModelOptions(model_name, model_version, model_url, model_sha256)
+        )
         return containers.service(inputs.native_image(chosen))
 
     # ----- checks -----------------------------------------------------------------------
@@ -124,13 +149,11 @@ class OnnxServing:
     @check
     async def test(
         self,
-        models: Annotated[
-            dagger.Directory | None,
-            Doc(
-                "Model repository, or a folder holding one .onnx file, to bake into the"
-                " smoke-tested image."
-            ),
-        ] = None,
+        models: Models = None,
+        model_name: ModelName = "",
+        model_version: ModelVersion = None,
+        model_url: ModelUrl = "",
+        model_sha256: ModelSha256 = "",
         pytest_args: Annotated[
             list[str] | None,
             Doc(
@@ -140,18 +163,20 @@ class OnnxServing:
     ) -> str:
         """Run the test suite as CI does (REQUIRE_DOCKER=1 ./scripts/test.sh, with a Docker
         engine of its own), then smoke-test the cpu image this module builds."""
-        inputs = await self._inputs(models)
+        inputs = await self._inputs(
+            models, ModelOptions(model_name, model_version, model_url, model_sha256)
+        )
         suite = await (await containers.suite_container(inputs, pytest_args or [])).stdout()
         image = inputs.native_image(Variant.cpu)
         checker = containers.check_container(inputs)
-        smoke = await containers.smoke(checker, image, ready_only=False)
+        smoke = await containers.smoke(checker, image, inputs.metadata.models)
         return f"test suite:\n{_tail(suite)}\nsmoke test (cpu image):\n{_tail(smoke)}"
 
     @function
     @check
     async def lint(self) -> str:
         """Lint the code (ruff, mypy), every Dockerfile (hadolint) and the CI workflows."""
-        checker = containers.check_container(await self._inputs())
+        checker = containers.check_container(await self._inputs(identify_models=False))
         steps = {
             "ruff": commands.ruff_command(),
             "mypy": commands.mypy_command(),
@@ -174,6 +199,10 @@ class OnnxServing:
             Variant | None, Doc("Image variant to scan; default: every published variant.")
         ] = None,
         models: Models = None,
+        model_name: ModelName = "",
+        model_version: ModelVersion = None,
+        model_url: ModelUrl = "",
+        model_sha256: ModelSha256 = "",
         severity: MinimumSeverity = gate.Severity.HIGH,
         ignore_unfixed: IgnoreUnfixed = False,
     ) -> str:
@@ -184,7 +213,9 @@ class OnnxServing:
         """
         chosen = [validation.variant(variant)] if variant is not None else list(PUBLISHED)
         judge = await self._gate(severity, ignore_unfixed)
-        inputs = await self._inputs(models)
+        inputs = await self._inputs(
+            models, ModelOptions(model_name, model_version, model_url, model_sha256)
+        )
         checker = containers.check_container(inputs)
         images = {f"{v} image": inputs.native_image(v) for v in chosen}
         return await scanning.scan_and_gate(checker, images, judge)
@@ -194,10 +225,16 @@ class OnnxServing:
         self,
         variant: Annotated[Variant, Doc("Image variant to describe.")] = Variant.cpu,
         models: Models = None,
+        model_name: ModelName = "",
+        model_version: ModelVersion = None,
+        model_url: ModelUrl = "",
+        model_sha256: ModelSha256 = "",
     ) -> dagger.File:
         """The image's CycloneDX SBOM (JSON): `dagger call sbom export --path sbom.cdx.json`."""
         chosen = validation.variant(variant)
-        inputs = await self._inputs(models)
+        inputs = await self._inputs(
+            models, ModelOptions(model_name, model_version, model_url, model_sha256)
+        )
         image = inputs.native_image(chosen)
         return scanning.image_sbom(containers.check_container(inputs), image)
 
@@ -207,6 +244,7 @@ class OnnxServing:
     @function(cache="never")  # type: ignore[call-overload, untyped-decorator]
     async def publish(
         self,
+        repository: Repository,
         tag: Annotated[
             str, Doc("Release tag, e.g. v1.2.3, v1.2 or v1.3.0-rc.1 (or use --edge).")
         ] = "",
@@ -214,13 +252,16 @@ class OnnxServing:
             bool, Doc("Publish a main-branch build as edge and sha-<7 hex> (needs --revision).")
         ] = False,
         registry: Registry = "ghcr.io",
-        repository: Repository = "onnx-serving/onnx-serving",
         username: Username = None,
         password: Password = None,
         variants: Annotated[
             list[Variant] | None, Doc("Variants to publish; default: every published variant.")
         ] = None,
         models: Models = None,
+        model_name: ModelName = "",
+        model_version: ModelVersion = None,
+        model_url: ModelUrl = "",
+        model_sha256: ModelSha256 = "",
         oidc_request_url: Annotated[
             dagger.Secret | None,
             Doc("Sign keylessly with cosign: env://ACTIONS_ID_TOKEN_REQUEST_URL (Actions)."),
@@ -255,31 +296,34 @@ class OnnxServing:
         plan = await release.plan(
             tag, edge, git, chosen, f"{host}/{path}", self.revision, self.version
         )
-        inputs = await self._inputs(models)
+        options = ModelOptions(model_name, model_version, model_url, model_sha256)
+        options = options.checked(models is not None)
+        await _login_round_trip(host, path, username, password)
+        inputs = await self._inputs(models, options)
 
         native = await dag.default_platform()
         images = release.build(inputs, plan)
         checker = containers.check_container(inputs)
         judge = await self._gate(gate.Severity.HIGH, False)
-        await release.verify(checker, images, judge, native)
-        published = await release.push(release.publisher(host, username, password), images, plan)
-        pushed = release.digests(plan, published)
+        await release.verify(checker, images, judge, native, inputs.metadata.models)
+        signer = None
         if keyless and oidc_request_url and oidc_request_token and username and password:
             signer = signing.signer(
                 checker, host, username, password, oidc_request_url, oidc_request_token
             )
-            await release.sign(signer, checker, images, pushed)
+        pusher = release.publisher(host, username, password)
+        published = await release.push(pusher, images, plan, signer, checker)
         lines = [published[a] for addresses in plan.addresses.values() for a in addresses]
         if manifests:
-            lines += release.manifest_documents(pushed)
+            lines += release.manifest_documents(release.digests(plan, published))
         return "\n".join(lines)
 
     # A weekly verdict on what users pull today: never cached.
     @function(cache="never")  # type: ignore[call-overload, untyped-decorator]
     async def scan_published(
         self,
+        repository: Repository,
         registry: Registry = "ghcr.io",
-        repository: Repository = "onnx-serving/onnx-serving",
         tags: Annotated[
             list[str] | None,
             Doc("Tags to scan, each with every variant's suffix (default: latest), e.g. edge."),
@@ -296,8 +340,9 @@ class OnnxServing:
         validation.credentials(username, password is not None)
         wanted = [validation.floating_tag(t) for t in tags or ["latest"]]
         judge = await self._gate(severity, ignore_unfixed)
+        await _login_round_trip(host, path, username, password)
         images = release.pulled(f"{host}/{path}", wanted, host, username, password)
-        checker = containers.check_container(await self._inputs())
+        checker = containers.check_container(await self._inputs(identify_models=False))
         return await scanning.scan_and_gate(checker, images, judge)
 
     @function
@@ -342,6 +387,10 @@ class OnnxServing:
         concurrency: Annotated[int, Doc("Concurrent keep-alive connections.")] = 8,
         batch: Annotated[int, Doc("Rows per request.")] = 1,
         models: Models = None,
+        model_name: ModelName = "",
+        model_version: ModelVersion = None,
+        model_url: ModelUrl = "",
+        model_sha256: ModelSha256 = "",
         model: Annotated[str, Doc("Model to load; default: the first one served.")] = "",
     ) -> str:
         """A short load test of the served image: req/s, rows/s, p50 and p99 latency."""
@@ -353,16 +402,24 @@ class OnnxServing:
             concurrency=validation.positive("concurrency", concurrency),
             batch=validation.positive("batch", batch),
         )
-        inputs = await self._inputs(models)
+        inputs = await self._inputs(
+            models, ModelOptions(model_name, model_version, model_url, model_sha256)
+        )
         image = inputs.native_image(chosen)
         checker = containers.check_container(inputs)
         return await containers.load_test(checker, image, command)
 
     # ----- helpers (not exposed) --------------------------------------------------------
 
-    async def _inputs(self, models: dagger.Directory | None = None) -> BuildInputs:
+    async def _inputs(
+        self,
+        models: dagger.Directory | None = None,
+        options: ModelOptions | None = None,
+        identify_models: bool = True,
+    ) -> BuildInputs:
         """What this call's builds share, prepared once: the context (with `models`), the
-        labels, and the CA bundle registered as the build secret."""
+        labels (the models' identity unless only the check container is needed), and the CA
+        bundle registered as the build secret."""
         metadata = ImageMetadata(
             version=self.version,
             revision=self.revision,
@@ -370,7 +427,9 @@ class OnnxServing:
             source_url=self.source_url,
             base_image=self.base_image,
         )
-        return await BuildInputs.prepare(self.source, models, metadata, self.ca_bundle)
+        return await BuildInputs.prepare(
+            self.source, models, metadata, self.ca_bundle, options, identify_models
+        )
 
     async def _gate(
         self, severity: gate.Severity | str, ignore_unfixed: bool
@@ -379,6 +438,14 @@ class OnnxServing:
         return await scanning.severity_gate(
             self.source, severity, ignore_unfixed, self.offline_scan
         )
+
+
+async def _login_round_trip(
+    host: str, repository: str, username: str | None, password: dagger.Secret | None
+) -> None:
+    """The registry answers and takes the credentials (registry_login), before any build."""
+    plaintext = await password.plaintext() if password is not None else None
+    await asyncio.to_thread(registry_login.check_login, host, repository, username, plaintext)
 
 
 def _tail(text: str, lines: int = 15) -> str:

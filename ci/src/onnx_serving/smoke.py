@@ -1,13 +1,15 @@
 """Smoke test a running Open Inference Protocol v2 server with the stock Triton client.
 
-    python -m onnx_serving.smoke --url 127.0.0.1:8000 [--model NAME ...] [--ready-only]
+    python -m onnx_serving.smoke --url 127.0.0.1:8000 [--model NAME ...] [--models-label LABEL]
 
 Works for any model with tensor inputs: the models come from `--model` or the server's
 repository index, and each request is built from the model's own metadata (examples.py).
-Checks: server live and ready, every model ready; then (unless --ready-only) one inference
+Checks: server live and ready, every model ready; then one inference
 with binary tensors and one with JSON tensors asking for every output: the request id echoed,
 each output present in the encoding asked for, with its declared datatype and shape, and both
-encodings giving the same answer. Prints one `smoke: OK` line per model and exits 0; on any
+encodings giving the same answer. With --models-label (the image's io.onnx-serving.models label),
+the repository index must list exactly those model versions with those sha256 digests.
+Prints one `smoke: OK` line per model (and one for the label) and exits 0; on any
 failure prints `smoke: FAIL: <reason>` to stderr and exits 1. The Dagger checks, `publish`,
 scripts/ and tests/images run exactly this.
 """
@@ -24,6 +26,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from onnx_serving.examples import ExampleInput, MetadataError, example_inputs, output_shape_fits
+from onnx_serving.models import parse_models_label
 
 BATCH = 2
 REQUEST_ID = "smoke"  # the server must echo it
@@ -137,10 +140,8 @@ def _text(element: object) -> str:
     return element.decode() if isinstance(element, bytes) else str(element)
 
 
-def smoke_model(client: httpclient.InferenceServerClient, model: str, ready_only: bool) -> str:
+def smoke_model(client: httpclient.InferenceServerClient, model: str) -> str:
     check(client.is_model_ready(model), f"model {model!r} is not ready")
-    if ready_only:
-        return f"model={model} ready"
     metadata: dict[str, Any] = client.get_model_metadata(model)
     check(metadata.get("name") == model, f"metadata name {metadata.get('name')!r} != {model!r}")
     examples = example_inputs(metadata, BATCH)
@@ -153,16 +154,36 @@ def smoke_model(client: httpclient.InferenceServerClient, model: str, ready_only
     return f"model={model} outputs={shapes} providers={providers}"
 
 
-def run(url: str, models: list[str], timeout_s: float, ready_only: bool) -> list[str]:
+def check_models_label(client: httpclient.InferenceServerClient, label: str) -> str:
+    """The repository index names the label's model versions, each with the label's sha256."""
+    labelled = {(m.name, str(m.version), m.sha256) for m in parse_models_label(label)}
+    index = client.get_model_repository_index()
+    served = {(str(e["name"]), str(e["version"]), str(e.get("sha256"))) for e in index}
+
+    def shown(entries: set[tuple[str, str, str]]) -> str:
+        return ", ".join(f"{n}/{v}@sha256:{h}" for n, v, h in sorted(entries)) or "nothing"
+
+    check(
+        served == labelled,
+        f"the image's models label and the server disagree: label only {shown(labelled - served)}"
+        f"; server only {shown(served - labelled)}",
+    )
+    return f"models={len(labelled)} versions match the image's label, sha256 included"
+
+
+def run(url: str, models: list[str], timeout_s: float, models_label: str = "") -> list[str]:
     client = httpclient.InferenceServerClient(
         url=url, connection_timeout=timeout_s, network_timeout=timeout_s
     )
     try:
         wait_ready(client, timeout_s)
-        return [
-            f"smoke: OK {url} {smoke_model(client, model, ready_only)}"
+        lines = [
+            f"smoke: OK {url} {smoke_model(client, model)}"
             for model in models or served_models(client)
         ]
+        if models_label:
+            lines.append(f"smoke: OK {url} {check_models_label(client, models_label)}")
+        return lines
     finally:
         client.close()
 
@@ -174,7 +195,9 @@ def main(argv: list[str] | None = None) -> int:
         "--model", action="append", default=[], help="model to check (default: every served one)"
     )
     parser.add_argument(
-        "--ready-only", action="store_true", help="only check readiness (emulated platforms)"
+        "--models-label",
+        default="",
+        help="the image's io.onnx-serving.models label: the server must serve exactly that",
     )
     parser.add_argument(
         "--timeout",
@@ -187,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--url takes HOST:PORT without a scheme, got {args.url!r}")
     shown = ",".join(args.model) or "all"
     try:
-        for line in run(args.url, args.model, args.timeout, args.ready_only):
+        for line in run(args.url, args.model, args.timeout, args.models_label):
             print(line)
     except (SmokeError, InferenceServerException, MetadataError, OSError, ValueError) as exc:
         print(f"smoke: FAIL: {args.url} model={shown}: {exc}", file=sys.stderr)

@@ -13,6 +13,11 @@ Backports: a floating tag (1.2, 1, latest) moves only when the release is at lea
 every stable release already tagged in its scope. v1.4.2 after v2.0.0 publishes 1.4.2, 1.4
 and 1 (if no 1.5.x exists), never latest.
 
+Immutable tags name one build for good (1.2.3, 1.3.0-rc.1, sha-<7 hex>); floating tags move
+from release to release (latest, 1, 1.2, edge). A release pushes its immutable tags first and
+moves its floating tags only once those digests are signed (release.py); a release line
+(v1.2) has no immutable tag of its own, so it also publishes sha-<7 hex> of its commit.
+
 The leading "v" is optional. Build metadata ("+build.5") is rejected: "+" is not allowed in
 an image tag, and silently dropping it would publish two builds under one tag.
 """
@@ -112,12 +117,27 @@ _REVISION = re.compile(r"[0-9a-f]{40}")
 
 def edge_tags(revision: str, suffix: str = "") -> list[str]:
     """What a push to the main branch publishes: edge and sha-<7 hex>, each with `suffix`."""
+    return [f"edge{suffix}", commit_tag(revision, suffix, "an edge build")]
+
+
+def commit_tag(revision: str, suffix: str = "", needed_by: str = "an edge build") -> str:
+    """The immutable sha-<7 hex> tag of a commit, with `suffix`; `needed_by` says, in the
+    one-line error, what asked for it."""
     if not _REVISION.fullmatch(revision):
         raise ValueError(
-            f"invalid revision {revision!r}: an edge build needs the full 40-hex commit SHA "
+            f"invalid revision {revision!r}: {needed_by} needs the full 40-hex commit SHA "
             "(--revision)"
         )
-    return [f"edge{suffix}", f"sha-{revision[:7]}{suffix}"]
+    return f"sha-{revision[:7]}{suffix}"
+
+
+_FLOATING = re.compile(rf"latest|edge|(?:{_NUMBER})(?:\.(?:{_NUMBER}))?")
+
+
+def is_floating(tag: str, suffix: str = "") -> bool:
+    """Whether `tag` (with the variant's `suffix`) moves from build to build: latest, edge,
+    1 or 1.2. The others (1.2.3, 1.3.0-rc.1, sha-<7 hex>) name one build for good."""
+    return tag.endswith(suffix) and bool(_FLOATING.fullmatch(tag.removesuffix(suffix)))
 
 
 def git_release_tags(packed_refs: str, loose_tags: Iterable[str]) -> list[str]:
