@@ -4,6 +4,8 @@ Configuration errors and unusable models stop startup with one line on stderr na
 bad value or file, and a non-zero exit (2: bad setting, 1: model problem). Settings are
 checked before the heavy imports, so a typo fails in a fraction of a second. SIGTERM or
 SIGINT (Ctrl-C) stops accepting connections, lets in-flight requests finish, then exits 0.
+Every setting is an environment variable: ``--help`` lists them and exits 0 before anything
+is loaded or bound; any other argument is an error (exit 2).
 """
 
 from __future__ import annotations
@@ -14,9 +16,32 @@ import sys
 from service.logging_setup import settings_with_logging
 from service.setting_values import AUTO_WORKERS
 
+PROGRAM = "python -m service"
 
-def main() -> int:
-    """Run until SIGTERM/SIGINT; the process exit code."""
+
+def check_arguments(argv: list[str]) -> int | None:
+    """None to go on serving; else the exit code after ``--help`` or a bad argument."""
+    if not argv:
+        return None
+    if argv[0] in ("-h", "--help"):
+        from service.settings import settings_help
+
+        sys.stdout.write(settings_help(PROGRAM))
+        return 0
+    # Settings are environment variables only: a stray argument is a mistake, not a wish.
+    print(
+        f"error: unknown argument {argv[0]!r} ({PROGRAM} takes only --help; "
+        "settings are environment variables)",
+        file=sys.stderr,
+    )
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run until SIGTERM/SIGINT; the process exit code. `argv`: the command's arguments."""
+    code = check_arguments(argv or [])
+    if code is not None:
+        return code
     settings = settings_with_logging()
     if settings is None:
         return 2
@@ -41,4 +66,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

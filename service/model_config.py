@@ -38,6 +38,8 @@ def model_config(served: ServedModel, hard_cap: bool) -> dict[str, object]:
     else 0 (then ``dims`` are the full shapes, and any batch size the model accepts is fine).
     With batching, parameter ``requests_over_max_batch_size`` says what a larger request
     gets: ``refused`` (400, Triton's rule: MAX_BATCH_SIZE set) or ``run_alone`` (the default).
+    Parameter ``sha256`` names the model file served (Triton's string parameters, so the
+    document keeps the shape of Triton's ModelConfig).
     """
     model = served.model
     batched = served.max_batch_size > 0
@@ -53,9 +55,11 @@ def model_config(served: ServedModel, hard_cap: bool) -> dict[str, object]:
             {"kind": "KIND_GPU" if "CUDAExecutionProvider" in model.providers else "KIND_CPU"}
         ],
     }
+    parameters: dict[str, object] = {"sha256": {"string_value": model.sha256}}
     if batched:
         delay_us = int(served.max_batch_delay_ms * 1000)
         config["dynamic_batching"] = {"max_queue_delay_microseconds": delay_us}
         larger = "refused" if hard_cap else "run_alone"
-        config["parameters"] = {"requests_over_max_batch_size": {"string_value": larger}}
+        parameters["requests_over_max_batch_size"] = {"string_value": larger}
+    config["parameters"] = parameters
     return config

@@ -6,7 +6,8 @@ A repository is a folder of ``<name>/<version>/model.onnx`` (versions are positi
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from service.settings import Settings
@@ -24,6 +25,7 @@ class ModelSource:
     name: str
     version: str
     path: Path
+    sha256: str | None = None  # known once MODEL_SHA256 was checked: no second read at load
 
 
 def discover_models(settings: Settings) -> list[ModelSource]:
@@ -32,7 +34,8 @@ def discover_models(settings: Settings) -> list[ModelSource]:
         path = settings.model_path
         if not path.is_file():
             raise ModelSourceError(f"model file {path} (MODEL_PATH) does not exist")
-        sources = [ModelSource(settings.model_name or _stem_name(path), "1", path)]
+        name = settings.model_name or _stem_name(path)
+        sources = [ModelSource(name, str(settings.model_version), path)]
     else:
         sources = scan_repository(settings.model_repository or BUNDLED_REPOSITORY)
     if settings.model_sha256 is not None:
@@ -41,6 +44,7 @@ def discover_models(settings: Settings) -> list[ModelSource]:
                 f"MODEL_SHA256 needs exactly one model file, found {len(sources)}"
             )
         verify_sha256(sources[0].path, settings.model_sha256)
+        sources = [replace(sources[0], sha256=settings.model_sha256)]
     return sources
 
 
@@ -49,6 +53,10 @@ def _stem_name(path: Path) -> str:
     if path.stem == "model" and path.parent.name.isdigit():
         return path.parent.parent.name or "model"
     return path.stem
+
+
+# A version folder: a positive integer as written once ("1", "12"; not "01" or "٣").
+_VERSION = re.compile(r"[1-9][0-9]*")
 
 
 def scan_repository(root: Path) -> list[ModelSource]:
@@ -60,9 +68,7 @@ def scan_repository(root: Path) -> list[ModelSource]:
         for model_dir in root.iterdir()
         if model_dir.is_dir() and not model_dir.name.startswith(".")
         for version_dir in model_dir.iterdir()
-        if version_dir.name.isdigit()
-        and int(version_dir.name) > 0
-        and (version_dir / MODEL_FILE).is_file()
+        if _VERSION.fullmatch(version_dir.name) and (version_dir / MODEL_FILE).is_file()
     ]
     if not sources:
         raise ModelSourceError(
@@ -72,6 +78,7 @@ def scan_repository(root: Path) -> list[ModelSource]:
 
 
 def file_sha256(path: Path) -> str:
+    """The file's sha256 (hex), read in 1 MiB blocks so a large model is never held twice."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

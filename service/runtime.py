@@ -16,7 +16,7 @@ import numpy as np
 import onnxruntime as ort
 
 from service.errors import BadRequest, ServerFault
-from service.repository import ModelSource
+from service.repository import ModelSource, file_sha256
 from service.tensors import DATATYPES_BY_ORT_TYPE, TensorSpec
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ class LoadedModel:
     inputs: dict[str, TensorSpec]
     outputs: dict[str, TensorSpec]
     providers: list[str]
+    sha256: str = ""  # of the model file's bytes, read once at load (repository index, /config)
 
     @property
     def batchable(self) -> bool:
@@ -122,6 +123,8 @@ def _specs(node_args: Sequence[Any], source: ModelSource, kind: str) -> dict[str
 def load_model(source: ModelSource, providers: Sequence[str], intra_op_threads: int) -> LoadedModel:
     """Create the session for one model file and report the providers it really uses."""
     try:
+        # Hashed before ORT reads it, once per process: the identity the index and logs show.
+        sha256 = source.sha256 or file_sha256(source.path)
         session = ort.InferenceSession(
             str(source.path), session_options(intra_op_threads), providers=list(providers)
         )
@@ -139,10 +142,11 @@ def load_model(source: ModelSource, providers: Sequence[str], intra_op_threads: 
     inputs = _specs(session.get_inputs(), source, "input")
     outputs = _specs(session.get_outputs(), source, "output")
     log.info(
-        "loaded model %s version %s from %s: providers %s, %d intra-op threads",
+        "loaded model %s version %s from %s (sha256 %s): providers %s, %d intra-op threads",
         source.name,
         source.version,
         source.path,
+        sha256,
         ", ".join(actual),
         intra_op_threads,
     )
@@ -153,6 +157,7 @@ def load_model(source: ModelSource, providers: Sequence[str], intra_op_threads: 
         inputs=inputs,
         outputs=outputs,
         providers=actual,
+        sha256=sha256,
     )
 
 

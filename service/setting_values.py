@@ -104,3 +104,10 @@ def model_name(raw: str) -> str:
     if not _MODEL_NAME.fullmatch(raw):
         raise ValueError("use only letters, digits, '_', '.' and '-'")
     return raw
+
+
+def model_version(raw: str) -> int:
+    # Digits only, as a repository's version folders: "+3", "1_0" or " 3" are not versions.
+    if not raw.isascii() or not raw.isdigit() or int(raw) < 1:
+        raise ValueError("must be a positive integer (a version number: 1, 2, 3, ...)")
+    return int(raw)

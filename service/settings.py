@@ -3,7 +3,8 @@
 A setting is a field of :class:`Settings` whose metadata holds its variable name, parser and
 documentation; :func:`load_settings` reads them all, and the configuration table of
 docs/SERVER.md is :func:`settings_table` (scripts/docs_tables.py writes it there;
-``python -m service.settings`` prints it). Every value is validated at startup: a bad one
+``python -m service.settings`` prints it; ``python -m service --help`` lists the same
+declarations as :func:`settings_help`). Every value is validated at startup: a bad one
 raises :class:`SettingsError` naming the variable and the value, so ``python -m service``
 stops with one clear line instead of failing on the first request. Stdlib only: the images'
 health check imports it.
@@ -12,6 +13,7 @@ health check imports it.
 from __future__ import annotations
 
 import sys
+import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -73,7 +75,7 @@ class Settings:
         "MODEL_PATH",
         None,
         Path,
-        "One `.onnx` file to serve as version 1 (exclusive with `MODEL_REPOSITORY`).",
+        "One `.onnx` file to serve as version `MODEL_VERSION` (exclusive with `MODEL_REPOSITORY`).",
     )
     model_name: str | None = setting(
         "MODEL_NAME",
@@ -81,6 +83,12 @@ class Settings:
         values.model_name,
         "Model name for `MODEL_PATH`.",
         "file stem (`…/mlp/1/model.onnx` → `mlp`)",
+    )
+    model_version: int = setting(
+        "MODEL_VERSION",
+        1,
+        values.model_version,
+        "Version number (a positive integer) for `MODEL_PATH`.",
     )
     model_sha256: str | None = setting(
         "MODEL_SHA256",
@@ -307,6 +315,30 @@ def settings_table() -> str:
             shown = "unset" if default is None else f"`{default}`"
         rows.append(f"| `{spec.env}` | {shown} | {spec.doc} |")
     return "\n".join(rows)
+
+
+def settings_help(program: str) -> str:
+    """``python -m service --help``: every setting with its default and meaning, as plain text."""
+
+    def plain(text: str) -> str:
+        return text.replace("`", "")
+
+    lines = [
+        f"usage: {program} [--help]",
+        "",
+        "Serve ONNX models over the Open Inference Protocol v2 (HTTP). Every setting is an",
+        "environment variable (docs/SERVER.md):",
+    ]
+    for _, spec, default in declared():
+        if spec.shown_default is not None:
+            shown = plain(spec.shown_default)
+        else:
+            shown = "unset" if default is None else str(default)
+        lines += ["", f"  {spec.env} (default: {shown})"]
+        lines += textwrap.wrap(
+            plain(spec.doc), width=88, initial_indent="      ", subsequent_indent="      "
+        )
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -78,6 +78,7 @@ class Compose:
     """`docker compose` for this repo's compose.yaml under a private project name."""
 
     env: dict[str, str]
+    project: str = PROJECT
 
     @property
     def port(self) -> str:
@@ -85,7 +86,7 @@ class Compose:
 
     def __call__(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [self.env["DOCKER"], "compose", "--project-name", PROJECT, *args],
+            [self.env["DOCKER"], "compose", "--project-name", self.project, *args],
             env=self.env,
             cwd=REPO,
             capture_output=True,

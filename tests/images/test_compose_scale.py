@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
 import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -15,9 +14,9 @@ import pytest
 
 from onnx_serving.examples import example_inputs
 from onnx_serving.variants import Variant
-from tests.images.docker_support import REPO, host_ca_bundle
+from tests.images.docker_support import host_ca_bundle
 from tests.images.serving import model_metadata, served_models
-from tests.images.test_compose import compose_env, postgres_image  # noqa: F401 (fixtures)
+from tests.images.test_compose import Compose, compose_env, postgres_image  # noqa: F401
 
 pytestmark = pytest.mark.docker
 
@@ -48,31 +47,14 @@ def free_port_range(size: int) -> int:
     raise AssertionError(f"no {size} consecutive free loopback ports")
 
 
-class ScaledCompose:
-    """`docker compose` for this repo's compose.yaml under a private project name."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
-
-    def __call__(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [self.env["DOCKER"], "compose", "--project-name", PROJECT, *args],
-            env=self.env,
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-
-
 @pytest.fixture
 def scaled(
     compose_env: dict[str, str],  # noqa: F811 (the fixture imported above)
     built_image: Callable[[Variant], str],
     postgres_image: str,  # noqa: F811
-) -> Iterator[ScaledCompose]:
+) -> Iterator[Compose]:
     first = free_port_range(RANGE_SIZE)
-    run = ScaledCompose(
+    run = Compose(
         {
             **compose_env,
             "ONNX_SERVING_IMAGE": built_image(Variant.cpu),  # `up --no-build` runs it
@@ -80,7 +62,8 @@ def scaled(
             "ONNX_SERVING_PORT": str(first),
             "ONNX_SERVING_PORT_LAST": str(first + RANGE_SIZE - 1),
             "CA_BUNDLE": str(host_ca_bundle()),
-        }
+        },
+        PROJECT,
     )
     yield run
     run("down", "--volumes", "--remove-orphans", timeout=120)
@@ -95,7 +78,7 @@ def post_json(url: str, body: dict[str, Any]) -> Any:
         return json.load(answer)
 
 
-def test_three_api_replicas_each_answer_on_their_own_port(scaled: ScaledCompose) -> None:
+def test_three_api_replicas_each_answer_on_their_own_port(scaled: Compose) -> None:
     up = scaled("up", "--scale", f"api={REPLICAS}", "--wait", "--no-build")
     assert up.returncode == 0, up.stdout + up.stderr
     first = int(scaled.env["ONNX_SERVING_PORT"])

@@ -135,7 +135,7 @@ class FakeEngine:
     identity_queries: list[list[Call]] = field(default_factory=list)
     # The registry login round trips made (host, repository, username, password): the
     # module's process makes them itself (registry_login), so the fake records them.
-    logins: list[tuple[str, str, str | None, str | None]] = field(default_factory=list)
+    logins: list[tuple[str, str, str | None, str | None, str]] = field(default_factory=list)
 
     def leaf_names(self) -> list[str]:
         """The last field of every query sent, in order (e.g. ["stdout", "publish"])."""
@@ -266,8 +266,15 @@ def fake_engine(answers: dict[str, Answer] | None = None) -> Iterator[FakeEngine
         value = engine.answer(chain)
         return value if return_type is not None else None
 
-    def check_login(host: str, repository: str, user: str | None, password: str | None) -> str:
-        engine.logins.append((host, repository, user, password))
+    def check_login(
+        host: str,
+        repository: str,
+        user: str | None,
+        password: str | None,
+        actions: str,
+        cadata: str | None,
+    ) -> str:
+        engine.logins.append((host, repository, user, password, actions))
         return "open"
 
     with (

@@ -36,8 +36,9 @@ def _repository(root: Path) -> Path:
         (root / path).mkdir(parents=True)
         (root / path / "model.onnx").write_bytes(content)
     (root / "iris/README.md").write_text("not a model")
-    (root / "iris/0").mkdir()  # no version: the server skips it, and so do both labels
-    (root / "iris/0/model.onnx").write_bytes(b"zero")
+    for unserved in ("iris/0", "iris/01"):  # no version: the server skips them, both labels too
+        (root / unserved).mkdir()
+        (root / unserved / "model.onnx").write_bytes(b"not served")
     return root
 
 
@@ -95,6 +96,13 @@ def test_a_repository_refuses_a_model_name() -> None:
         (ModelOptions(url="file:///etc/passwd", sha256=SHA), False, "'file:///etc/passwd'"),
         (ModelOptions(url=URL, sha256=SHA), True, "either --models"),
         (ModelOptions(url="https://models.example/", sha256=SHA), False, "give --model-name"),
+        (ModelOptions(name="iris"), False, "give it with --models, or fetch it with --model-url"),
+        (ModelOptions(version=2), False, "--model-name/--model-version name a single"),
+        (
+            ModelOptions(url="https://bot:s3cret@models.example/m.onnx", sha256=SHA),
+            False,
+            "no user or password in the URL",
+        ),
     ],
 )
 def test_bad_model_options_are_one_line_errors(
@@ -103,6 +111,7 @@ def test_bad_model_options_are_one_line_errors(
     with pytest.raises(ValueError) as error:
         options.checked(models_given)
     assert message in str(error.value) and "\n" not in str(error.value)
+    assert "s3cret" not in str(error.value)
 
 
 def test_a_url_model_is_named_after_its_file_and_its_digest_normalised() -> None:

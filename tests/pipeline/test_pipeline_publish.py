@@ -163,7 +163,7 @@ def test_every_platform_answers_an_inference_and_holds_the_models_label(
     assert by_platform == {"linux/amd64": ANY, "linux/arm64": ANY}
     for platform, smoke in by_platform.items():
         assert smoke.args["args"] == expected, platform
-    assert "--models-label" in expected
+    assert f"--models-label={repository_models_label()}" in expected
 
 
 def test_a_failing_smoke_test_pushes_nothing(module: Any) -> None:
@@ -209,7 +209,7 @@ def test_registry_auth_uses_the_secret_by_reference(module: Any, engine: FakeEng
         assert MARKER not in render([c.args for c in query])
     # The module reads the token once, for its login round trip, and passes it nowhere else.
     assert engine.leaf_names().count("plaintext") == 1
-    assert engine.logins == [("ghcr.io", "acme/onnx", "bot", MARKER)]
+    assert engine.logins == [("ghcr.io", "acme/onnx", "bot", MARKER, "push,pull")]
 
 
 def test_v1_2_publishes_the_release_line(engine: FakeEngine) -> None:
@@ -293,7 +293,8 @@ def test_published_images_carry_the_module_labels(engine: FakeEngine) -> None:
 def test_every_published_build_gets_the_ca_bundle_secret(engine: FakeEngine) -> None:
     module = make_module(ca_bundle=dag.set_secret("cli-ca", "-----BEGIN CERTIFICATE-----y"))
     _publish(module, tag="v1.0.0", repository="acme/onnx")
-    assert engine.leaf_names().count("plaintext") == 1  # read once, re-registered once
+    # Read twice: trusted by the login round trip, and re-registered once for the builds.
+    assert engine.leaf_names().count("plaintext") == 2
     for query in engine.queries_named("publish"):
         for build in _builds(query[-1]):
             [secret] = build["secrets"]

@@ -125,7 +125,13 @@ def test_credentials_log_in_to_the_registry_given_by_secret_reference() -> None:
     # Read once, by the login round trip before anything is pulled; in no engine call.
     assert engine.leaf_names().count("plaintext") == 1
     assert engine.logins == [
-        ("registry.example:5000", "onnx-serving/onnx-serving", "reader", "scan-token-marker-71c3")
+        (
+            "registry.example:5000",
+            "onnx-serving/onnx-serving",
+            "reader",
+            "scan-token-marker-71c3",
+            "pull",
+        )
     ]
 
 

@@ -104,7 +104,9 @@ def test_publish_plan_and_logs_hold_no_plaintext(
     # which runs in the module's own process; no query sent to the engine carries it.
     reads = [q for q in engine.queries if q[-1].name == "plaintext"]
     assert len(reads) == 1 and reads[0][0].name == "setSecret"
-    assert engine.logins == [("127.0.0.1:5000", "security/onnx-serving", "release-bot", MARKER)]
+    assert engine.logins == [
+        ("127.0.0.1:5000", "security/onnx-serving", "release-bot", MARKER, "push,pull")
+    ]
     for query in engine.queries:
         if query not in reads:
             assert list(leaks(query)) == [], "the password's plaintext is in the plan"

@@ -36,6 +36,8 @@ def test_repository_index_and_config_name_each_version_by_sha256(tmp_path: Path)
             root / "lookup" / "7" / "model.onnx", lookup_model().SerializeToString()
         ),
     }
+    for unserved in ("0", "01", "latest"):  # not versions (nor in the images' models label)
+        write_model(root / "lookup" / unserved / "model.onnx", b"not loaded")
     with running_server({"MODEL_REPOSITORY": str(root)}, tmp_path / "server.log") as server:
         index = httpx.post(f"{server.base}/v2/repository/index").json()
         assert index == [

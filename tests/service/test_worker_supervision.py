@@ -142,8 +142,21 @@ def supervisor(
     return workers._Supervisor(settings, ["mlp"], socket.socket(), metrics_fd=-1)
 
 
-def run(monkeypatch: pytest.MonkeyPatch, launcher: Launcher, count: int = 1) -> int:
+def run(
+    monkeypatch: pytest.MonkeyPatch,
+    launcher: Launcher,
+    count: int = 1,
+    sigterm_at_start: int | None = None,
+) -> int:
+    """The supervisor's exit code; with `sigterm_at_start`, it gets SIGTERM as the worker
+    start of that number (all workers counted) begins."""
     chief = supervisor(monkeypatch, launcher, count)
+
+    def stop_at(starts: int) -> None:
+        if starts == sigterm_at_start:
+            chief._stop(signal.SIGTERM, None)
+
+    launcher.on_start = stop_at
     try:
         return chief.run()
     finally:
@@ -183,18 +196,8 @@ def test_deaths_further_apart_than_the_window_never_add_up(
     limit, then SIGTERM stops the supervisor with exit 0."""
     polls = int(workers.RESTART_WINDOW_S / workers.POLL_S) + 2  # a death every ~61 s
     launcher = Launcher(clock, {0: [Script(polls_alive=polls)]})
-    chief = supervisor(monkeypatch, launcher, 1)
     wanted = 3 * workers.RESTART_LIMIT
-
-    def stop_after(starts: int) -> None:
-        if starts == wanted:
-            chief._stop(signal.SIGTERM, None)
-
-    launcher.on_start = stop_after
-    try:
-        assert chief.run() == 0
-    finally:
-        chief._sock.close()
+    assert run(monkeypatch, launcher, sigterm_at_start=wanted) == 0
     assert launcher.starts(0) == wanted
 
 
@@ -205,18 +208,8 @@ def test_old_deaths_leave_the_window(monkeypatch: pytest.MonkeyPatch, clock: Fak
     quick = [Script() for _ in range(workers.RESTART_LIMIT)]
     healthy = Script(polls_alive=int(2 * workers.RESTART_WINDOW_S / workers.POLL_S))
     launcher = Launcher(clock, {0: [*quick, healthy, *quick[1:], Script(code=None)]})
-    chief = supervisor(monkeypatch, launcher, 1)
     total = 2 * workers.RESTART_LIMIT + 1
-
-    def stop_after(starts: int) -> None:
-        if starts == total:
-            chief._stop(signal.SIGTERM, None)
-
-    launcher.on_start = stop_after
-    try:
-        assert chief.run() == 0
-    finally:
-        chief._sock.close()
+    assert run(monkeypatch, launcher, sigterm_at_start=total) == 0
     assert launcher.starts(0) == total
 
 
@@ -228,17 +221,7 @@ def test_each_worker_has_its_own_restart_history(
     per_worker = workers.RESTART_LIMIT
     dying = [Script() for _ in range(per_worker)]
     launcher = Launcher(clock, {0: [*dying, Script(code=None)], 1: [*dying, Script(code=None)]})
-    chief = supervisor(monkeypatch, launcher, 2)
-
-    def stop_after(starts: int) -> None:
-        if starts == 2 * (per_worker + 1):
-            chief._stop(signal.SIGTERM, None)
-
-    launcher.on_start = stop_after
-    try:
-        assert chief.run() == 0
-    finally:
-        chief._sock.close()
+    assert run(monkeypatch, launcher, count=2, sigterm_at_start=2 * (per_worker + 1)) == 0
     assert (launcher.starts(0), launcher.starts(1)) == (per_worker + 1, per_worker + 1)
 
 
@@ -247,12 +230,7 @@ def test_a_worker_killed_before_it_serves_is_restarted(
 ) -> None:
     caplog.set_level(logging.INFO, "service.workers")
     launcher = Launcher(clock, {0: [Script(ready=False), Script(code=None)]})
-    chief = supervisor(monkeypatch, launcher, 1)
-    launcher.on_start = lambda starts: chief._stop(signal.SIGTERM, None) if starts == 2 else None
-    try:
-        assert chief.run() == 0
-    finally:
-        chief._sock.close()
+    assert run(monkeypatch, launcher, sigterm_at_start=2) == 0
     assert launcher.starts(0) == 2
     assert any(
         line.startswith("worker 0 (pid 4000) died with -9 before serving; starting it again")
@@ -266,12 +244,7 @@ def test_a_worker_that_exits_while_serving_is_restarted(
     """Exit code 3 after the ready byte: not a bad model, so started again."""
     caplog.set_level(logging.INFO, "service.workers")
     launcher = Launcher(clock, {0: [Script(code=3), Script(code=None)]})
-    chief = supervisor(monkeypatch, launcher, 1)
-    launcher.on_start = lambda starts: chief._stop(signal.SIGTERM, None) if starts == 2 else None
-    try:
-        assert chief.run() == 0
-    finally:
-        chief._sock.close()
+    assert run(monkeypatch, launcher, sigterm_at_start=2) == 0
     assert launcher.starts(0) == 2
     assert "worker 0 (pid 4000) died with 3 while serving; starting it again" in errors(caplog)
 
@@ -296,17 +269,7 @@ def stopped(
     """Workers that serve until SIGTERM and then exit with `codes`; SIGTERM once all started."""
     scripts = {index: [Script(code=None, on_sigterm=code)] for index, code in enumerate(codes)}
     launcher = Launcher(clock, scripts)
-    chief = supervisor(monkeypatch, launcher, len(codes))
-
-    def stop_after(starts: int) -> None:
-        if starts == len(codes):
-            chief._stop(signal.SIGTERM, None)
-
-    launcher.on_start = stop_after
-    try:
-        return chief.run(), launcher
-    finally:
-        chief._sock.close()
+    return run(monkeypatch, launcher, len(codes), sigterm_at_start=len(codes)), launcher
 
 
 def test_sigterm_reaches_every_worker_and_a_clean_drain_exits_0(

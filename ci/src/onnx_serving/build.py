@@ -101,7 +101,7 @@ async def build_context(
 
 
 # sha256sum of every model version of the repository mounted at /models.
-SHA256SUM_MODELS = 'cd /models && find . -path "./*/*/model.onnx" -exec sha256sum {} +'
+SHA256SUM_MODELS = 'cd /models && find -L . -path "./*/*/model.onnx" -exec sha256sum {} +'
 
 
 async def models_identity(

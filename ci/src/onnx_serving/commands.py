@@ -19,7 +19,8 @@ def smoke_command(
     command = [python, "-m", "onnx_serving.smoke", "--url", url]
     for model in models:
         command += ["--model", model]
-    return [*command, "--models-label", models_label] if models_label else command
+    # One argument with "=": a label may start with "-" (a model named "-x").
+    return [*command, f"--models-label={models_label}"] if models_label else command
 
 
 # --- What the checks (`test`, `lint`) and `benchmark` execute. ---

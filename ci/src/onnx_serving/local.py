@@ -43,6 +43,7 @@ from .models import (
     ModelOptions,
     model_layout,
     models_label,
+    repository_entry,
 )
 from .tags import edge_tags, image_tags
 from .variants import LOCAL_REPOSITORY, Variant
@@ -149,13 +150,12 @@ def models_identity(repository: Path) -> str:
     """The models label of a model repository folder: every version's sha256."""
     found = []
     for path in repository.glob(f"*/*/{MODEL_FILE}"):
-        version = path.parent.name
-        if version.isdigit() and int(version) > 0:
+        if entry := repository_entry(path.relative_to(repository).as_posix()):
             digest = hashlib.sha256()
             with path.open("rb") as model:
                 while chunk := model.read(1 << 20):
                     digest.update(chunk)
-            found.append(ModelIdentity(path.parent.parent.name, int(version), digest.hexdigest()))
+            found.append(ModelIdentity(*entry, digest.hexdigest()))
     return models_label(found)
 
 

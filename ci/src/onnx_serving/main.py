@@ -8,6 +8,7 @@ lists the repository's tests and scripts run for real with Docker.
 """
 
 import asyncio
+import sys
 from typing import Annotated
 
 import dagger
@@ -298,7 +299,7 @@ class OnnxServing:
         )
         options = ModelOptions(model_name, model_version, model_url, model_sha256)
         options = options.checked(models is not None)
-        await _login_round_trip(host, path, username, password)
+        await self._login_round_trip(host, path, username, password, "push,pull")
         inputs = await self._inputs(models, options)
 
         native = await dag.default_platform()
@@ -340,7 +341,7 @@ class OnnxServing:
         validation.credentials(username, password is not None)
         wanted = [validation.floating_tag(t) for t in tags or ["latest"]]
         judge = await self._gate(severity, ignore_unfixed)
-        await _login_round_trip(host, path, username, password)
+        await self._login_round_trip(host, path, username, password, "pull")
         images = release.pulled(f"{host}/{path}", wanted, host, username, password)
         checker = containers.check_container(await self._inputs(identify_models=False))
         return await scanning.scan_and_gate(checker, images, judge)
@@ -431,6 +432,23 @@ class OnnxServing:
             self.source, models, metadata, self.ca_bundle, options, identify_models
         )
 
+    async def _login_round_trip(
+        self,
+        host: str,
+        repository: str,
+        username: str | None,
+        password: dagger.Secret | None,
+        actions: str,
+    ) -> None:
+        """The registry answers and grants `actions` (registry_login), before any build."""
+        plaintext = await password.plaintext() if password is not None else None
+        cadata = await self.ca_bundle.plaintext() if self.ca_bundle is not None else None
+        how = await asyncio.to_thread(
+            registry_login.check_login, host, repository, username, plaintext, actions, cadata
+        )
+        if how == registry_login.UNREACHED:
+            print(f"registry {host}: {how}", file=sys.stderr)
+
     async def _gate(
         self, severity: gate.Severity | str, ignore_unfixed: bool
     ) -> scanning.SeverityGate:
@@ -438,14 +456,6 @@ class OnnxServing:
         return await scanning.severity_gate(
             self.source, severity, ignore_unfixed, self.offline_scan
         )
-
-
-async def _login_round_trip(
-    host: str, repository: str, username: str | None, password: dagger.Secret | None
-) -> None:
-    """The registry answers and takes the credentials (registry_login), before any build."""
-    plaintext = await password.plaintext() if password is not None else None
-    await asyncio.to_thread(registry_login.check_login, host, repository, username, plaintext)
 
 
 def _tail(text: str, lines: int = 15) -> str:

@@ -51,11 +51,20 @@ class ModelOptions:
         if not self.url:
             if self.sha256:
                 raise ValueError("--model-sha256 checks a --model-url download: give the URL too")
+            if not models_given and (self.name or self.version is not None):
+                raise ValueError(
+                    "--model-name/--model-version name a single .onnx file: give it with "
+                    "--models, or fetch it with --model-url"
+                )
             return self
         if models_given:
             raise ValueError("give either --models (baked from a folder) or --model-url")
-        if urlsplit(self.url).scheme not in {"http", "https"} or not urlsplit(self.url).netloc:
+        url = urlsplit(self.url)
+        if url.scheme not in {"http", "https"} or not url.hostname:
             raise ValueError(f"--model-url {self.url!r}: expected an http(s) URL")
+        if url.username is not None or url.password is not None:
+            # Build args and progress output show the URL: a password in it would leak.
+            raise ValueError("--model-url: no user or password in the URL (it is logged)")
         if not _SHA256.fullmatch(digest):
             raise ValueError(
                 f"--model-sha256 {self.sha256!r}: a --model-url needs the file's sha256 "
@@ -117,16 +126,21 @@ def parse_models_label(text: str) -> list[ModelIdentity]:
     return found
 
 
+def repository_entry(path: str) -> tuple[str, int] | None:
+    """(name, version) of a repository path `<name>/<version>/model.onnx`, or None for a path
+    the server does not serve (a folder that is no version, like `0`, `01` or `latest`)."""
+    entry = _REPOSITORY_ENTRY.fullmatch(path)
+    return (entry["name"], int(entry["version"])) if entry else None
+
+
 def identities_from_sha256sum(output: str) -> list[ModelIdentity]:
-    """The models of a repository from `sha256sum` run in it over every */*/model.onnx
-    (a folder that is no version, like `0` or `latest`, is not served: skipped)."""
+    """The models of a repository from `sha256sum` run in it over every */*/model.onnx;
+    lines of paths that are no repository entry (see `repository_entry`) are skipped."""
     found = []
     for line in filter(None, map(str.strip, output.splitlines())):
         match = _SHA256SUM_LINE.fullmatch(line)
-        if match is None:
-            raise ValueError(f"unexpected sha256sum line {line!r}")
-        if entry := _REPOSITORY_ENTRY.fullmatch(match["path"]):
-            found.append(ModelIdentity(entry["name"], int(entry["version"]), match["hex"]))
+        if match and (entry := repository_entry(match["path"])):
+            found.append(ModelIdentity(*entry, match["hex"]))
     return sorted(found)
 
 
