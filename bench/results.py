@@ -9,6 +9,18 @@ from pathlib import Path
 from typing import Any
 
 IN_PROCESS = "in-process ORT"
+# The merged-batch limit: in-process ORT at the rows a batching server can merge at this
+# concurrency (min(batch x connections, MERGE_CAP_ROWS), a request over the cap alone),
+# reported per request row: no server on the same core can pass it.
+IN_PROCESS_MERGED = "in-process ORT, merged batch"
+MERGE_CAP_ROWS = 64  # ours' default MAX_BATCH_SIZE (service/settings.py)
+REFERENCES = (IN_PROCESS, IN_PROCESS_MERGED)
+
+
+def merged_rows(batch: int, concurrency: int, cap: int = MERGE_CAP_ROWS) -> int:
+    """The rows one merged run holds when `concurrency` requests of `batch` rows all wait:
+    as many whole requests as fit under `cap` (a request over it runs alone)."""
+    return batch * max(1, min(concurrency, cap // batch))
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import numpy.typing as npt
 
 from bench import environment, inprocess, processes, servers, verify, workload, wrk
 from bench.formats import Request
-from bench.results import IN_PROCESS, Cell, RunResults
+from bench.results import IN_PROCESS, IN_PROCESS_MERGED, Cell, RunResults, merged_rows
 from bench.servers import ServerSpec
 from bench.workload import BenchError, ModelSpec
 
@@ -62,6 +62,7 @@ def run(options: RunOptions) -> RunResults:
                 log(f"{IN_PROCESS} batch {batch}")
                 measured = inprocess.measure_pinned(spec.path, batch, options.duration_s)
                 results.all_cells.append(_cell(IN_PROCESS, batch, 1, measured))
+            results.all_cells += _merged_references(options, spec)
             # Rotate the order each round so background load does not favour one server.
             shift = round_index % max(len(available), 1)
             for server in available[shift:] + available[:shift]:
@@ -71,6 +72,39 @@ def run(options: RunOptions) -> RunResults:
                     )
     results.cells = median_cells(results.all_cells)
     return results
+
+
+def _merged_references(options: RunOptions, spec: ModelSpec) -> list[Cell]:
+    """In-process ORT at each merged batch size (results.merged_rows), as cells of the
+    request batch size and concurrency it bounds, counted in request rows."""
+    calls: dict[int, wrk.LoadResult] = {}
+    cells = []
+    for batch in options.batches:
+        for concurrency in options.concurrencies:
+            rows = merged_rows(batch, concurrency)
+            if rows == batch:
+                continue  # nothing to merge: the plain in-process row is the limit
+            if rows not in calls:
+                log(f"{IN_PROCESS} batch {rows} (merged-batch limit)")
+                calls[rows] = inprocess.measure_pinned(spec.path, rows, options.duration_s)
+            cells.append(_merged_cell(batch, concurrency, rows, calls[rows]))
+    return cells
+
+
+def _merged_cell(batch: int, concurrency: int, rows: int, measured: wrk.LoadResult) -> Cell:
+    """Calls of `rows` rows, as requests of `batch` rows (rows/s is what counts)."""
+    per_call = rows // batch
+    return Cell(
+        contender=IN_PROCESS_MERGED,
+        batch=batch,
+        concurrency=concurrency,
+        requests=measured.requests * per_call,
+        requests_per_s=measured.requests_per_s * per_call,
+        p50_ms=measured.p50_ms,
+        p99_ms=measured.p99_ms,
+        errors=measured.errors,
+        cpu_seconds=measured.cpu_seconds,
+    )
 
 
 def _shown(path: Path) -> str:

@@ -207,7 +207,10 @@ def _add_model_routes(app: FastAPI, state: ServerState) -> None:
     @app.post("/v2/repository/index", summary="Served models and versions")
     async def repository_index() -> Response:
         return json_response(
-            [{"name": s.name, "version": s.version, "state": "READY"} for s in registry.all()]
+            [
+                {"name": s.name, "version": s.version, "state": "READY", "sha256": s.model.sha256}
+                for s in registry.all()
+            ]
         )
 
     for suffix, handler, summary in (

@@ -30,11 +30,7 @@ from typing import Any, ClassVar
 
 import httptools
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import (
-    STATUS_LINE,
-    HttpToolsProtocol,
-    RequestResponseCycle,
-)
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from service.errors import ApiError, BadRequest, HeadersTooLarge, RequestTimeout, error_body
@@ -49,117 +45,6 @@ _LINE_BYTES = 12
 LINGER_S = 2.0
 LINGER_BYTES = 1 << 20
 KEEP_ALIVE_HEADER = (b"connection", b"keep-alive")
-# A response sent whole (send_response) goes out in one write up to this size; a larger
-# body is written on its own after the head, never copied to join them.
-JOIN_MAX_BYTES = 64 * 1024
-
-
-class _HeldWrites:
-    """Stands in for a transport while a response is built: its writes and close are kept,
-    then released in one write (and the close, if any, after it)."""
-
-    __slots__ = ("_chunks", "_close", "_transport")
-
-    def __init__(self, transport: asyncio.Transport) -> None:
-        self._transport = transport
-        self._chunks: list[bytes] = []
-        self._close = False
-
-    def write(self, data: bytes) -> None:
-        self._chunks.append(data)
-
-    def close(self) -> None:
-        self._close = True
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
-
-    def release(self) -> None:
-        chunks, transport = self._chunks, self._transport
-        if len(chunks) == 1:
-            transport.write(chunks[0])
-        elif chunks and sum(map(len, chunks)) <= JOIN_MAX_BYTES:
-            transport.write(b"".join(chunks))
-        else:
-            for chunk in chunks:
-                transport.write(chunk)
-        if self._close:
-            transport.close()
-
-
-def whole_response_cycle(send: Any) -> RequestResponseCycle | None:
-    """The uvicorn request cycle whose bound `send` this is, if any (see send_response)."""
-    cycle = getattr(send, "__self__", None)
-    return cycle if type(cycle) is RequestResponseCycle else None
-
-
-async def send_response(
-    cycle: RequestResponseCycle, start: dict[str, Any], body: dict[str, Any]
-) -> None:
-    """`cycle.send(start)` then `cycle.send(body)`, with the same checks, bytes and order of
-    events, in one write (one send syscall and one TCP segment, not two): the write, then the
-    close (if the connection ends), then the response-complete callback (which may close the
-    connection itself, or start a pipelined request)."""
-    if _send_known(cycle, start, body):
-        return
-    held = _HeldWrites(cycle.transport)
-    on_response, completed = cycle.on_response, []
-    cycle.transport = held  # type: ignore[assignment]
-    cycle.on_response = lambda: completed.append(True)
-    try:
-        await cycle.send(start)  # type: ignore[arg-type]
-        await cycle.send(body)  # type: ignore[arg-type]
-    finally:
-        cycle.transport = held._transport
-        cycle.on_response = on_response
-        held.release()
-        if completed:
-            on_response()
-
-
-def _send_known(cycle: RequestResponseCycle, start: dict[str, Any], body: dict[str, Any]) -> bool:
-    """What `send(start)` and `send(body)` do for the infer endpoint's own answers (a status
-    uvicorn knows, headers this server wrote, a matching Content-Length, a whole body, no
-    access log, nothing written yet), without re-checking headers this server wrote. False,
-    having done nothing, for anything else."""
-    status, payload = start["status"], body["body"]
-    if (
-        cycle.response_started
-        or cycle.disconnected
-        or cycle.flow.write_paused
-        or cycle.access_log
-        or cycle.scope["method"] == "HEAD"
-        or status not in STATUS_LINE
-        or body.get("more_body", False)
-    ):
-        return False
-    content = [STATUS_LINE[status]]
-    length = None
-    for name, value in (*cycle.default_headers, *start["headers"]):
-        name = name.lower()  # as uvicorn writes it
-        if name == b"content-length":
-            length = value
-        elif name in (b"connection", b"transfer-encoding"):
-            return False  # uvicorn's own handling: send()
-        content += [name, b": ", value, b"\r\n"]
-    if length is None or int(length) != len(payload):
-        return False
-    if not cycle.keep_alive:
-        content.append(b"connection: close\r\n")
-    content.append(b"\r\n")
-    cycle.response_started, cycle.waiting_for_100_continue = True, False
-    cycle.chunked_encoding, cycle.expected_content_length = False, 0
-    if len(payload) <= JOIN_MAX_BYTES:
-        cycle.transport.write(b"".join([*content, payload]))
-    else:
-        cycle.transport.write(b"".join(content))
-        cycle.transport.write(payload)
-    cycle.response_complete = True
-    cycle.message_event.set()
-    if not cycle.keep_alive:
-        cycle.transport.close()
-    cycle.on_response()
-    return True
 
 
 class _Refused(Exception):

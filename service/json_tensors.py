@@ -218,8 +218,11 @@ _STRUCT_CODES: dict[str, str] = {
 NON_FINITE_NAMES = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
-def json_data_to_array(data: object, datatype: str, shape: list[int], name: str) -> np.ndarray:
-    """Convert the JSON ``data`` of one input (flat or nested, row-major) to an array."""
+def json_data_to_array(
+    data: object, datatype: str, shape: list[int], name: str, bools: bool = True
+) -> np.ndarray:
+    """Convert the JSON ``data`` of one input (flat or nested, row-major) to an array.
+    `bools`: False when the document holds no true/false at all (skips looking for them)."""
     if not isinstance(data, list):
         raise BadRequest(f"input '{name}': 'data' must be a list")
     count = element_count(shape)
@@ -242,7 +245,7 @@ def json_data_to_array(data: object, datatype: str, shape: list[int], name: str)
     except (struct.error, OverflowError):  # the general path names the culprit
         return _nested_data_to_array(data, datatype, shape, name)
     values = np.ndarray(shape, NUMPY_DTYPES[datatype], packed)
-    if count and _holds_bools(data, values):
+    if count and bools and _holds_bools(data, values):
         raise BadRequest(f"input '{name}': 'data' holds true/false, not valid {datatype} values")
     return values
 

@@ -77,6 +77,9 @@ def parse_inference_request(
         text = body if len(header) == len(body) else bytes(header)
         text, spans = cut_numeric_arrays(text)
         check_values(text, budget)
+    # Only a document that spells true or false can hold a boolean among its numbers: the
+    # others skip that check (json_data_to_array). A memoryview is not searched: assume so.
+    bools = not isinstance(text, bytes) or b"true" in text or b"false" in text
     try:
         document = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
@@ -88,7 +91,7 @@ def parse_inference_request(
         raise BadRequest(f"'id' must be a string, got {short_repr(request_id)}")
     parameters = _parameters(document, "request")
     binary_default = _flag(parameters, "binary_data_output", "request")
-    arrays = _parse_inputs(document.get("inputs"), tail, inputs, spans, budget)
+    arrays = _parse_inputs(document.get("inputs"), tail, inputs, spans, budget, bools)
     return InferenceRequest(
         id=request_id,
         inputs=arrays,
@@ -120,6 +123,7 @@ def _parse_inputs(
     specs: Mapping[str, TensorSpec],
     spans: Mapping[str, memoryview],
     budget: int | None,
+    bools: bool = True,
 ) -> dict[str, np.ndarray]:
     if not isinstance(entries, list) or not entries:
         raise BadRequest("'inputs' must be a non-empty list")
@@ -148,7 +152,7 @@ def _parse_inputs(
                 count = element_count(shape)
                 arrays[name] = decode_numbers(spans[data], datatype, shape, count, name)
             else:
-                arrays[name] = json_data_to_array(data, datatype, shape, name)
+                arrays[name] = json_data_to_array(data, datatype, shape, name, bools)
             continue
         if "data" in entry:
             raise BadRequest(f"input '{name}' has both 'data' and binary_data_size")

@@ -16,6 +16,7 @@ import pytest
 
 from bench import formats, processes, runner, servers, verify, workload
 from bench.workload import BenchError
+from tests.models_for_tests import mlp_model
 
 pytestmark = pytest.mark.skipif(
     shutil.which("wrk") is None or shutil.which("taskset") is None,
@@ -29,6 +30,7 @@ def test_quick_run_checks_every_answer_and_writes_the_report(tmp_path: Path) -> 
     contenders = "ours,ours-nobatch,ours-granian,ours-2workers,naive-fastapi"
     command = [sys.executable, "-m", "bench", "--quick", "--servers", contenders]
     command += ["--batch", "1,32", "--concurrency", "2", "--out", str(tmp_path)]
+    command += ["--model", str(mlp_model())]
     completed = subprocess.run(
         command, cwd=workload.REPO_ROOT, capture_output=True, text=True, timeout=240
     )
@@ -40,6 +42,8 @@ def test_quick_run_checks_every_answer_and_writes_the_report(tmp_path: Path) -> 
     expected = {"in-process ORT", "ours (defaults) json", "ours (defaults) binary"}
     expected |= {"ours (batching off) json", "ours (batching off) binary", "naive-fastapi json"}
     expected |= {"ours-granian json", "ours-granian binary", "ours-2workers json"}
+    # The merged-batch limit: in-process ORT at 2 rows (batch 1) and 64 rows (batch 32).
+    expected |= {"in-process ORT, merged batch"}
     assert measured == {(name, batch) for name in expected for batch in (1, 32)}
     assert all(c["errors"] == 0 and c["requests"] > 0 for c in results["cells"])
     report = (tmp_path / "latest.md").read_text()
@@ -49,7 +53,7 @@ def test_quick_run_checks_every_answer_and_writes_the_report(tmp_path: Path) -> 
 
 def test_label_check_rejects_a_server_that_answers_something_else(tmp_path: Path) -> None:
     """The do-nothing responder answers 200 `{}`: the check must refuse to time it."""
-    spec = workload.read_model_spec(workload.DEFAULT_MODEL)
+    spec = workload.read_model_spec(mlp_model())
     rows = workload.make_rows(spec, 4)
     request = formats.OIP_JSON.build(spec, rows)
     port = processes.free_port()
@@ -65,7 +69,7 @@ def test_label_check_rejects_a_server_that_answers_something_else(tmp_path: Path
 
 def test_binary_body_round_trips_through_the_response_decoder() -> None:
     """The binary request layout: JSON header of the announced length, then raw FP32 rows."""
-    spec = workload.read_model_spec(workload.DEFAULT_MODEL)
+    spec = workload.read_model_spec(mlp_model())
     rows = workload.make_rows(spec, 3)
     body, header_length = workload.oip_binary_body(spec, rows)
     header = json.loads(body[:header_length])
@@ -75,7 +79,7 @@ def test_binary_body_round_trips_through_the_response_decoder() -> None:
 
 def test_label_check_rejects_labels_that_differ_from_onnx_runtime(tmp_path: Path) -> None:
     """A real server's correct answer fails against labels that are off by one."""
-    spec = workload.read_model_spec(workload.DEFAULT_MODEL)
+    spec = workload.read_model_spec(mlp_model())
     rows = workload.make_rows(spec, 8)
     request = formats.PLAIN_JSON.build(spec, rows)
     repository = runner.model_repository(spec, tmp_path)
