@@ -211,18 +211,23 @@ def test_benchmark_loads_the_served_image(base_image: str) -> None:
     assert "requests ok=100 failed=0 concurrency=2" in out
 
 
-def test_serve_up_forwards_a_port_until_interrupted(docker: Docker, base_image: str) -> None:
+def test_serve_up_forwards_a_port_until_interrupted(
+    docker: Docker, base_image: str, tmp_path: Path
+) -> None:
     with socket.socket() as probe:  # a free port on loopback
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     ca = [f"--ca-bundle=file://{CA_BUNDLE}"] if CA_BUNDLE.exists() else []
-    serving = subprocess.Popen(
-        [sys.executable, "-m", "local_engine", *ca, "serve", "up", "--ports", f"{port}:8000"],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    # Its output goes to a file: an unread pipe that fills would block it, SIGINT included.
+    output = tmp_path / "serve-up.log"
+    with output.open("w") as log:
+        serving = subprocess.Popen(
+            [sys.executable, "-m", "local_engine", *ca, "serve", "up", "--ports", f"{port}:8000"],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     try:
         smoke = [sys.executable, "-m", "onnx_serving.smoke", "--url", f"127.0.0.1:{port}"]
         env = {**os.environ, "PYTHONPATH": str(REPO / "ci/src")}
@@ -233,10 +238,15 @@ def test_serve_up_forwards_a_port_until_interrupted(docker: Docker, base_image: 
             if done.returncode == 0:
                 break
             time.sleep(0.5)
-        assert serving.poll() is None, serving.communicate()[1][-2000:]
+        assert serving.poll() is None, output.read_text()[-2000:]
         assert done.returncode == 0, done.stdout + done.stderr
     finally:
         serving.send_signal(signal.SIGINT)
-        serving.wait(60)
+        try:
+            serving.wait(120)
+        finally:
+            if serving.poll() is None:  # never leave it (and its service) running
+                serving.kill()
+    assert serving.returncode == 130, output.read_text()[-2000:]
     left = docker.run("ps", "--all", "--quiet", "--filter", "name=local-engine-service").stdout
     assert left.strip() == ""
