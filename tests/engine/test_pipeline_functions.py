@@ -227,6 +227,9 @@ def test_serve_up_forwards_a_port_until_interrupted(
             stdout=log,
             stderr=subprocess.STDOUT,
             text=True,
+            # A run started in the background (`cmd &`) inherits SIGINT ignored, and Python
+            # keeps it so: the engine is given Ctrl-C's default, as a terminal would.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
     try:
         smoke = [sys.executable, "-m", "onnx_serving.smoke", "--url", f"127.0.0.1:{port}"]
