@@ -281,10 +281,10 @@ class OnnxServing:
         ] = False,
     ) -> str:
         """Build, verify, then push: each variant and platform is built once, smoke-tested
-        (emulated platforms: started and ready) and scanned at the gate, and only those very
-        images are pushed, under every tag of the release (docs/REGISTRY_GUIDE.md). With
-        OIDC secrets each pushed digest is signed and gets its SBOMs as attestations.
-        Returns one `ref@sha256:…` line per published tag.
+        (emulated ones too: an inference of every model, the models label checked) and
+        scanned at the gate, and only those very images are pushed: the immutable tags, then
+        (with OIDC secrets) a signature and SBOM attestations per digest, then the floating
+        tags (docs/REGISTRY_GUIDE.md). Returns one `ref@sha256:…` line per published tag.
         """
         # Everything is checked before the first build or push.
         host = validation.registry(registry)
