@@ -2,11 +2,12 @@
 — `dagger call` on this machine's Docker engine (scripts/pipeline.sh).
 
 Flags are the CLI's: kebab-case argument names, `--flag value` or `--flag=value`, a bare
-boolean flag for true, lists comma-separated, directories and files as host paths, secrets
-as env://NAME or file://PATH, enums by name. Results as `dagger call` gives them: strings
-printed; a Container loaded into the local engine and its image id printed; a File or
-Directory written with `export --path P` (or `--export P`); a Service served with
-`up --ports HOST:CONTAINER` on 127.0.0.1 until interrupted.
+boolean flag for true, lists comma-separated, directories and files as host paths, a git
+repository as its checkout's path, secrets as env://NAME or file://PATH, enums by name.
+Results as `dagger call` gives them: strings printed; a Container loaded into the local
+engine and its image id printed; a File or Directory written with `export --path P` (or
+`--export P`); a Service served with `up --ports HOST:CONTAINER` on 127.0.0.1 until
+interrupted.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from . import git
 from .container import Container
 from .errors import EngineError
 from .filesystem import Directory
@@ -137,11 +139,20 @@ class Invocation:
             return make_secret(session, "", read_secret(argument.flag, text)).id(session)
         if type_name == "Container":
             return Container(_platform()).from_(session, text).id(session)
+        if type_name == "GitRepository":
+            path = Path(text).resolve()
+            if not path.is_dir():
+                raise UsageError(f"--{argument.flag}: {text!r} is not a directory")
+            what = f"--{argument.flag} {text!r}"
+            return git.checkout_repository(path, what).id(session)
         raise UsageError(f"--{argument.flag}: arguments of type {type_name} are not modelled")
 
     def contextual(self, argument: Argument) -> str:
-        """A `DefaultPath` argument: loaded from the context with its `Ignore` patterns."""
+        """A `DefaultPath` argument: the context's git repository, or a folder of the context
+        loaded with its `Ignore` patterns."""
         assert argument.default_path is not None
+        if argument.object_type == "GitRepository":
+            return git.contextual_repository(self.context, argument.default_path).id(self.session)
         path = self.context / argument.default_path.lstrip("/")
         if not path.is_dir():
             raise EngineError(

@@ -92,6 +92,12 @@ class Argument:
     ignore: tuple[str, ...]
 
     @property
+    def object_type(self) -> str:
+        """The argument's object type ("Directory", "GitRepository"); "" for other kinds."""
+        objects = self.type_def.all("with_object")
+        return str(objects[-1]["name"]) if objects else ""
+
+    @property
     def flag(self) -> str:
         return re.sub(r"(?<!^)(?=[A-Z])", "-", self.name).lower().replace("_", "-")
 

@@ -94,4 +94,4 @@ echo "lock.sh: wrote requirements/runtime.lock ($(grep -c '^[a-z]' requirements/
      "requirements/dev.lock ($(grep -c '^[a-z]' requirements/dev.lock) pins)," \
      "requirements/test.lock ($(grep -c '^[a-z]' requirements/test.lock) pins)"
 # The Dagger module's own lock, the way the engine's runtime makes it.
-./scripts/lock-module.sh
+./scripts/lock-module.sh --upgrade # re-resolve the module's pins with the rest

@@ -5,6 +5,8 @@ off what ran, not assumed."""
 
 from __future__ import annotations
 
+import base64
+import json
 import stat
 import subprocess
 from pathlib import Path
@@ -69,4 +71,25 @@ def test_a_refused_login_is_one_line_before_any_build(
 
     no_login = pipeline(*RELEASE, *target)
     assert f"registry {private_registry} needs a login" in last_line(no_login)
+    assert_nothing_built_or_run(docker_calls)
+
+
+def test_a_docker_config_login_is_used_for_each_registry_before_any_build(
+    docker_calls: Path, private_registry: str, tmp_path: Path
+) -> None:
+    # Two registries in one publish: the open one on 127.0.0.1:5000 and the private one,
+    # whose login comes from the Docker config file (refused: a wrong token in it).
+    wrong = base64.b64encode(f"{USERNAME}:not-the-password".encode()).decode()
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"auths": {private_registry: {"auth": wrong}}}))
+    registries = f"127.0.0.1:5000,{private_registry}"
+    done = pipeline(
+        *RELEASE,
+        *("--registry", registries, "--repository", "team/app"),
+        *("--docker-config", f"file://{config}"),
+    )
+    assert done.returncode != 0
+    line = last_line(done)
+    assert f"registry {private_registry} refused the login of '{USERNAME}'" in line, line
+    assert "not-the-password" not in done.stdout + done.stderr
     assert_nothing_built_or_run(docker_calls)

@@ -1,10 +1,12 @@
 """A release interrupted after its first push, through the local engine: `publish` against a
 registry that refuses the floating tags fails in one line naming the refused address, with
-only the immutable tag pushed and the floating tags still naming the earlier release; the
-same `publish` run again finishes the release, every floating tag naming the digest the
-immutable tag got the first time (the engine's cache gives the same images again). Each
-pushed manifest carries the OCI annotations of the image: its labels (title, version,
-revision, created, licenses, models) and the variant's description.
+only the immutable tag pushed (its index annotated, each platform image given its SBOM and
+provenance, whose subject is that image's digest) and the floating tags still naming the
+earlier release. The same `publish` run again with another --created, so a build of other
+bytes (as a fresh engine's may be), finishes the release: the immutable tag keeps the first
+build, with its documents, and every floating tag names that digest. Each pushed manifest
+carries the OCI annotations of the image: its labels (title, version, revision, created,
+licenses, models) and the variant's description.
 
 The refusing registry is a small proxy in this test, in front of the registry on
 127.0.0.1:5000: it answers 403 DENIED to a manifest PUT under a refused tag (as a registry
@@ -22,6 +24,7 @@ import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -38,6 +41,7 @@ pytestmark = pytest.mark.docker
 FLOATING = ("11.22", "11", "latest")
 EARLIER = "11.22.32"  # the release the floating tags name before this one
 CREATED = "2026-01-02T03:04:05Z"
+LATER = "2026-02-03T04:05:06Z"
 # The annotations each pushed manifest repeats from the image's labels (the description is
 # the variant's own, checked apart).
 LABELLED = (
@@ -159,6 +163,46 @@ def annotations_and_labels(address: str) -> list[tuple[dict[str, str], dict[str,
     return found
 
 
+def attached(repository: str, address: str) -> dict[str, dict[str, str]]:
+    """Per platform image under a pushed index: artifact type -> digest of each document
+    attached to it (listed under its `sha256-<hex>` tag: this registry has no referrers
+    API), after checking each names that image as its subject and what a provenance says."""
+    index = registry.index_of(address)
+    assert index is not None
+    found = {}
+    for entry in index["manifests"]:
+        platform = f"{entry['platform']['os']}/{entry['platform']['architecture']}"
+        listing = read(repository, f"manifests/{entry['digest'].replace(':', '-')}")
+        kinds = {e["artifactType"]: e["digest"] for e in listing["manifests"]}
+        assert set(kinds) == {"application/vnd.cyclonedx+json", "application/vnd.in-toto+json"}
+        for artifact_type, digest in kinds.items():
+            artifact = read(repository, f"manifests/{digest}")
+            assert artifact["subject"]["digest"] == entry["digest"]  # this platform's image
+            document = read(repository, f"blobs/{artifact['layers'][0]['digest']}")
+            if artifact_type == "application/vnd.in-toto+json":
+                assert document["subject"][0]["digest"] == {
+                    "sha256": entry["digest"].removeprefix("sha256:")
+                }
+                parameters = document["predicate"]["buildDefinition"]["externalParameters"]
+                assert (parameters["platform"], parameters["version"]) == (platform, "11.22.33")
+            else:
+                assert document["bomFormat"] == "CycloneDX"
+                assert document["components"]  # an SBOM of the image's packages
+        found[platform] = kinds
+    assert set(found) == {"linux/amd64", "linux/arm64"}
+    return found
+
+
+def read(repository: str, path: str) -> dict[str, Any]:
+    """A JSON document of the registry on 127.0.0.1:5000 (not through the proxy)."""
+    request = urllib.request.Request(
+        f"http://{REGISTRY}/v2/{repository}/{path}", headers={"Accept": registry.ACCEPT}
+    )
+    with urllib.request.urlopen(request) as reply:
+        document: dict[str, Any] = json.load(reply)
+    return document
+
+
 def tags_in(repository: str) -> dict[str, str]:
     """The registry's tags of `repository` (read directly, not through the proxy) -> digest."""
     with urllib.request.urlopen(f"http://{REGISTRY}/v2/{repository}/tags/list") as reply:
@@ -193,7 +237,7 @@ def test_an_interrupted_release_moves_no_floating_tag_and_a_rerun_finishes_it(
     assert [line for line in interrupted.stderr.splitlines() if refused in line], (
         interrupted.stderr[-4000:]
     )
-    first = tags_in(repository)
+    first = {k: v for k, v in tags_in(repository).items() if not k.startswith("sha256-")}
     # Only the immutable tag was pushed; every floating tag still names the earlier release.
     assert first == {
         "11.22.33": first["11.22.33"],
@@ -202,12 +246,22 @@ def test_an_interrupted_release_moves_no_floating_tag_and_a_rerun_finishes_it(
     }
     assert first["11.22.33"] != earlier
 
+    documents = attached(repository, f"{REGISTRY}/{repository}:11.22.33")
+
+    # The rerun builds other bytes (another --created: other labels), as a fresh engine may;
+    # the immutable tag keeps the first build, and the floating tags move to it.
     refusing_registry.refused.clear()
-    rerun = published(ok(pipeline(*release)))
+    rebuilt = [f"--created={LATER}" if a.startswith("--created=") else a for a in release]
+    rerun = published(ok(pipeline(*rebuilt)))
     assert set(rerun) == {"11.22.33", *FLOATING}
     assert set(rerun.values()) == {first["11.22.33"]}  # the same digest as the first push
-    assert tags_in(repository) == {EARLIER: earlier, **dict.fromkeys(rerun, first["11.22.33"])}
+    tags = {k: v for k, v in tags_in(repository).items() if not k.startswith("sha256-")}
+    assert tags == {EARLIER: earlier, **dict.fromkeys(rerun, first["11.22.33"])}
+    assert attached(repository, f"{REGISTRY}/{repository}:11.22.33") == documents  # kept
 
+    index = registry.index_of(f"{REGISTRY}/{repository}:11.22.33")
+    assert index is not None
+    assert index["annotations"] == index["manifests"][0]["annotations"]  # the index's own
     pushed = annotations_and_labels(f"{REGISTRY}/{repository}:11.22.33")
     assert len(pushed) == 2  # linux/amd64 and linux/arm64
     for notes, labels in pushed:

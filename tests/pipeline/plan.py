@@ -18,9 +18,11 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
+import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -29,9 +31,10 @@ import dagger
 from dagger.client._core import Context
 from dagger.client.base import Type
 
-from onnx_serving import registry_login
+from onnx_serving import registry_api, registry_login
 from onnx_serving.build import SHA256SUM_MODELS
 from onnx_serving.models import identities_from_sha256sum, models_label
+from onnx_serving.registry_api import OCI_INDEX, OCI_MANIFEST, Manifest, digest_of
 from onnx_serving.variants import Variant
 
 SDK_VERSION = "0.21.11"
@@ -117,6 +120,109 @@ def stand_in_digest(address: str, images: Any = None) -> str:
     return f"{address}@sha256:{hashlib.sha256(pushed.encode()).hexdigest()}"
 
 
+# What the fake engine answers for an SBOM's contents (a stand-in CycloneDX document).
+STAND_IN_SBOM = '{"bomFormat": "CycloneDX", "specVersion": "1.6", "components": []}'
+
+
+@dataclass
+class FakeRegistry:
+    """Registries in memory, for the module's own registry calls (registry_api.Registry) and
+    the fake engine's pushes: every REGISTRY/REPOSITORY's manifests by tag and digest, blobs,
+    and `steps`, the engine's and the module's writes in order ("publish TAG", "put TAG",
+    "sign"; digests and referrer tags left out)."""
+
+    manifests: dict[tuple[str, str], Manifest] = field(default_factory=dict)
+    blobs: set[str] = field(default_factory=set)
+    steps: list[str] = field(default_factory=list)
+    # Tags whose push the registry refuses (the engine's or the module's), and how.
+    refused: set[str] = field(default_factory=set)
+    refusal: str = "HTTP 403 DENIED: this tag is not pushed now"
+
+    def client(self, host: str, repository: str, *_: Any, **__: Any) -> FakeRepository:
+        return FakeRepository(self, host, repository)
+
+    def store(self, repository: str, reference: str, manifest: Manifest) -> None:
+        self.manifests[(repository, reference)] = manifest
+        self.manifests[(repository, manifest.digest)] = manifest
+
+    def engine_push(self, address: str, images: list[Any]) -> str:
+        """What the fake engine's `publish(address, platformVariants=images)` pushes: one
+        manifest per image (annotated as the image is), an index of them for two or more,
+        stored under the tag; `address@digest`."""
+        repository, _, tag = address.rpartition(":")
+        self.steps.append(f"publish {tag}")
+        if tag in self.refused:  # the engine's error: the address, then progress lines
+            raise RuntimeError(f"{address}: {self.refusal}\n#5 pushing layers")
+        entries = []
+        for n, image in enumerate(images):
+            chain = calls(image)
+            notes = {c.args["name"]: c.args["value"] for c in find(chain, "withAnnotation")}
+            document = {
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": {"digest": stand_in_digest(f"{repository}:{n}", image).split("@")[1]},
+                "annotations": notes,
+            }
+            manifest = Manifest(OCI_MANIFEST, json.dumps(document).encode())
+            self.store(repository, manifest.digest, manifest)
+            platform = _platform_of(chain) or f"unknown/{n}"
+            os_name, architecture = platform.split("/")[:2]
+            entries.append(
+                {
+                    **manifest.descriptor(),
+                    "annotations": notes,
+                    "platform": {"os": os_name, "architecture": architecture},
+                }
+            )
+        if len(entries) == 1:
+            root = self.manifests[(repository, entries[0]["digest"])]
+        else:
+            index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}
+            root = Manifest(OCI_INDEX, json.dumps(index).encode())
+        self.store(repository, tag, root)
+        return f"{address}@{root.digest}"
+
+
+def _platform_of(chain: list[Call]) -> str | None:
+    for call in chain:
+        platform = call.args.get("platform")
+        if platform:
+            return str(platform)
+    return None
+
+
+@dataclass
+class FakeRepository:
+    """`registry_api.Registry`'s calls, answered by a FakeRegistry."""
+
+    registry: FakeRegistry
+    host: str
+    repository: str
+
+    def __str__(self) -> str:
+        return f"{self.host}/{self.repository}"
+
+    def get(self, reference: str) -> Manifest | None:
+        return self.registry.manifests.get((str(self), reference))
+
+    def put(self, reference: str, manifest: Manifest) -> str:
+        if not reference.startswith("sha256"):
+            self.registry.steps.append(f"put {reference}")
+        if reference in self.registry.refused:
+            raise registry_api.RegistryError(
+                f"push {self}:{reference} failed: {self.registry.refusal}"
+            )
+        self.registry.store(str(self), reference, manifest)
+        return manifest.digest
+
+    def upload(self, data: bytes) -> str:
+        self.registry.blobs.add(digest_of(data))
+        return digest_of(data)
+
+    def referrers(self, digest: str) -> None:
+        return None  # as the distribution registry: the fallback tag lists them
+
+
 Answer = Callable[[list[Call]], Any]
 
 
@@ -136,6 +242,8 @@ class FakeEngine:
     # The registry login round trips made (host, repository, username, password): the
     # module's process makes them itself (registry_login), so the fake records them.
     logins: list[tuple[str, str, str | None, str | None, str]] = field(default_factory=list)
+    # The registry the engine pushes to and the module reads and writes tags in.
+    registry: FakeRegistry = field(default_factory=FakeRegistry)
 
     def leaf_names(self) -> list[str]:
         """The last field of every query sent, in order (e.g. ["stdout", "publish"])."""
@@ -152,7 +260,12 @@ class FakeEngine:
         if leaf in self.answers:
             return self.answers[leaf](chain)
         if leaf == "publish":
-            return stand_in_digest(chain[-1].args["address"], chain[-1].args["platformVariants"])
+            images = chain[-1].args["platformVariants"]
+            return self.registry.engine_push(chain[-1].args["address"], images)
+        if leaf == "sync" and any("cosign" in str(c.args.get("args")) for c in execs):
+            self.registry.steps.append("sign")
+        if leaf == "contents" and chain[-2].args.get("path", "").endswith("sbom.cdx.json"):
+            return STAND_IN_SBOM
         if leaf in ("stdout", "combinedOutput"):
             return f"ran: {' '.join(execs[-1].args['args'])}\n" if execs else ""
         if leaf == "plaintext" and chain[0].name == "setSecret":
@@ -165,6 +278,8 @@ class FakeEngine:
             return "container-id"
         if leaf == "glob":
             return _host_glob(chain)
+        if leaf == "tags":
+            return _host_git_tags(chain)
         raise AssertionError(f"the fake engine has no answer for {names(chain)}")
 
 
@@ -201,6 +316,26 @@ def _host_glob(chain: list[Call]) -> list[str]:
     # files at any depth too (pathlib's, in Python 3.11, only folders); folders end with "/".
     matches = {*root.glob(pattern), *(root.glob(f"{pattern}/*") if pattern.endswith("**") else ())}
     return sorted(p.relative_to(root).as_posix() + "/" * p.is_dir() for p in matches)
+
+
+def _host_git_tags(chain: list[Call]) -> list[str]:
+    """`host.directory(checkout).asGit.tags(patterns)`: the checkout's real tags, read with
+    git on the host, as the engine answers them: short names ("v1.2.3") of the tag refs that
+    match a pattern at their tail, `*` spanning "/" (util/gitutil/glob.go `gitTailMatch`)."""
+    if names(chain) != ["host", "directory", "asGit", "tags"]:
+        raise AssertionError(f"no stand-in tags for {names(chain)}")
+    listed = subprocess.run(
+        ["git", "-C", str(chain[1].args["path"]), "for-each-ref", "--format=%(refname)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    patterns = chain[-1].args.get("patterns") or ["*"]
+    return [
+        ref.removeprefix("refs/tags/")
+        for ref in listed.stdout.split()
+        if ref.startswith("refs/tags/") and any(fnmatchcase("/" + ref, "*/" + p) for p in patterns)
+    ]
 
 
 def _host_file(chain: list[Call]) -> str:
@@ -280,5 +415,6 @@ def fake_engine(answers: dict[str, Answer] | None = None) -> Iterator[FakeEngine
     with (
         mock.patch.object(Context, "execute", execute),
         mock.patch.object(registry_login, "check_login", check_login),
+        mock.patch.object(registry_api, "Registry", engine.registry.client),
     ):
         yield engine

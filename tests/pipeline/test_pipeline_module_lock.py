@@ -1,15 +1,18 @@
-"""ci/uv.lock is what the engine's Python runtime would lock: `uv lock --check` passes against
-ci/pyproject.toml and a stand-in of the runtime's SDK folder made from the pinned dagger-io
-release (sdk_stand_in.py), and fails once the module's dependencies change.
+"""ci/uv.lock is what the engine's Python runtime locks: its own `uv lock`, run against
+ci/pyproject.toml and the SDK folder it copies in (ci/sdk: the SDK's project files of the pinned
+release, vendored in ci/sdk-layout), leaves the lock as it is; a lock it would re-resolve fails
+here, and so does one after the module's dependencies change.
 
 Hermetic: every uv run gets an empty cache of its own and no user configuration. A current
 lock is checked offline (uv needs no package metadata to see that it is current). A stale one
 makes uv resolve again, which needs package metadata: it is served on 127.0.0.1 by an index
 made from the lock itself (each locked file, with PEP 658 metadata holding its locked
-dependencies), so no registry and no earlier run's cache is involved."""
+dependencies), so no registry and no earlier run's cache is involved. RUNTIME_UV=PATH runs the
+runtime's own uv release (0.10.3 in engine 0.21.x) instead of the test environment's."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import re
@@ -24,21 +27,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from onnx_serving.sdk_stand_in import engine_version, sdk_pyproject
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from .plan import REPO, SDK_VERSION
 
-UV = Path(sys.executable).with_name("uv")
+UV = Path(os.environ.get("RUNTIME_UV") or Path(sys.executable).with_name("uv"))
 LOCKED_INDEX = "https://pypi.org/simple"  # the index ci/uv.lock was resolved from
+SDK_LAYOUT = REPO / "ci/sdk-layout"
+# What the runtime runs in the module folder before `uv sync --no-dev` (sdk/python/runtime/
+# main.go, WithUpdates): when the lock is current it changes nothing and needs no network.
+RUNTIME_LOCK = ("lock",)
 
 
-def module_copy(tmp_path: Path) -> Path:
+def module_copy(tmp_path: Path, lock: Path = REPO / "ci/uv.lock") -> Path:
+    """ci/ as the runtime sees it: the project, its lock and the SDK folder at sdk/."""
     module = tmp_path / "ci"
-    (module / "sdk").mkdir(parents=True)
+    module.mkdir()
     shutil.copy2(REPO / "ci/pyproject.toml", module / "pyproject.toml")
-    shutil.copy2(REPO / "ci/uv.lock", module / "uv.lock")
-    (module / "sdk/pyproject.toml").write_text(sdk_pyproject(engine_version(REPO / "dagger.json")))
+    shutil.copy2(lock, module / "uv.lock")
+    shutil.copytree(SDK_LAYOUT, module / "sdk")
     return module
 
 
@@ -55,7 +63,7 @@ def uv_lock(
     if index is not None:
         env["UV_DEFAULT_INDEX"] = index
     return subprocess.run(
-        [str(UV), "lock", *options],
+        [str(UV), *RUNTIME_LOCK, *options],
         cwd=module,
         env=env,
         capture_output=True,
@@ -63,6 +71,13 @@ def uv_lock(
         timeout=300,
         check=False,
     )
+
+
+def runtime_lock(module: Path) -> tuple[subprocess.CompletedProcess[str], bool]:
+    """The runtime's `uv lock`, offline: how it ended, and whether it rewrote the lock."""
+    before = (module / "uv.lock").read_bytes()
+    done = uv_lock(module, "--offline")
+    return done, (module / "uv.lock").read_bytes() != before
 
 
 # ---- a package index made from the lock ----------------------------------------------------
@@ -188,15 +203,20 @@ def resolved(lock: dict[str, Any]) -> dict[str, Any]:
 # ---- the tests -----------------------------------------------------------------------------
 
 
-def test_the_lock_is_current(tmp_path: Path) -> None:
-    done = lock_check(module_copy(tmp_path), "--offline")
-    assert done.returncode == 0, done.stdout + done.stderr
+def test_the_runtime_keeps_the_lock(tmp_path: Path) -> None:
+    done, rewritten = runtime_lock(module_copy(tmp_path))
+    assert done.returncode == 0, (
+        "the engine's runtime would re-resolve ci/uv.lock (scripts/lock-module.sh):\n"
+        + done.stdout
+        + done.stderr
+    )
+    assert not rewritten, "the engine's runtime would rewrite ci/uv.lock (scripts/lock-module.sh)"
 
 
 def test_the_index_made_from_the_lock_resolves_to_the_lock(
     tmp_path: Path, lock_index: LockIndex
 ) -> None:
-    # The controls for the next test: resolving the unchanged module afresh from the index
+    # The controls for the next tests: resolving the unchanged module afresh from the index
     # gives the locked packages, and the index with the rewritten source alone is current.
     module = module_copy(tmp_path)
     served_from(module, lock_index)
@@ -210,27 +230,65 @@ def test_the_index_made_from_the_lock_resolves_to_the_lock(
 
 def test_a_changed_dependency_makes_it_stale(tmp_path: Path, lock_index: LockIndex) -> None:
     module = module_copy(tmp_path)
-    served_from(module, lock_index)
     project = module / "pyproject.toml"
     # rich is already in the lock (the SDK needs it): it resolves, and the lock is stale.
     project.write_text(project.read_text().replace('"pyyaml>=6"', '"pyyaml>=6", "rich>=13"'))
+    done, _ = runtime_lock(module)
+    assert done.returncode != 0  # offline, the runtime's `uv lock` has to resolve again
+    served_from(module, lock_index)
     done = lock_check(module, index=lock_index.url)
     assert done.returncode != 0
     assert "needs to be updated" in done.stderr, done.stderr
 
 
-def test_the_lock_pins_the_sdk_release_dependencies() -> None:
+def test_a_lock_made_without_the_sdk_workspace_is_re_resolved(tmp_path: Path) -> None:
+    # A lock made against the SDK's [project] table alone lacks its `dev` group (the member
+    # `codegen` among it): the runtime's `uv lock` resolves it again.
+    lock = (REPO / "ci/uv.lock").read_text()
+    assert "[package.metadata.requires-dev]" in lock, "ci/uv.lock lacks the SDK's dev group"
+    start = lock.index("[package.metadata.requires-dev]")
+    stripped = lock[:start] + lock[lock.index("[[package]]", start) :]
+    (tmp_path / "uv.lock").write_text(stripped)
+    done, rewritten = runtime_lock(module_copy(tmp_path, tmp_path / "uv.lock"))
+    assert done.returncode != 0 or rewritten
+
+
+def _requirements(lines: list[str]) -> set[tuple[str, frozenset[str], str, str]]:
+    reqs = [Requirement(line) for line in lines]
+    return {
+        (canonicalize_name(r.name), frozenset(r.extras), str(r.specifier), str(r.marker))
+        for r in reqs
+    }
+
+
+def test_the_sdk_layout_is_the_pinned_release() -> None:
+    assert json.loads((REPO / "dagger.json").read_text())["engineVersion"] == f"v{SDK_VERSION}"
+    sdk = tomllib.loads((SDK_LAYOUT / "pyproject.toml").read_text())
+    # The installed dagger-io is the pinned release (plan.py): same requirements as the layout.
+    meta = importlib.metadata.metadata("dagger-io")
+    released = [r for r in meta.get_all("Requires-Dist") or [] if "extra ==" not in r]
+    assert _requirements(sdk["project"]["dependencies"]) == _requirements(released)
+    assert sdk["project"]["requires-python"] == meta["Requires-Python"]
+    # The workspace the runtime copies in: unversioned source, a `dev` group naming `codegen`.
+    assert sdk["project"]["version"] == "0.0.0"
+    assert sdk["tool"]["uv"]["workspace"]["members"] == ["codegen"]
+    assert "codegen" in sdk["dependency-groups"]["dev"]
+    codegen = tomllib.loads((SDK_LAYOUT / "codegen/pyproject.toml").read_text())
+    assert codegen["project"]["name"] == "codegen"
+    # Project files only: no source code is vendored.
+    files = sorted(p.relative_to(SDK_LAYOUT).as_posix() for p in SDK_LAYOUT.rglob("*"))
+    assert files == ["codegen", "codegen/pyproject.toml", "pyproject.toml"]
+
+
+def test_the_lock_pins_the_sdk_layout() -> None:
     lock = tomllib.loads((REPO / "ci/uv.lock").read_text())
     packages = {p["name"]: p for p in lock["package"]}
     sdk = packages["dagger-io"]
     assert sdk["source"] == {"editable": "sdk"}  # the folder the runtime copies in
-    assert engine_version(REPO / "dagger.json") == SDK_VERSION
-    stand_in = tomllib.loads(sdk_pyproject(SDK_VERSION))["project"]["dependencies"]
-    wanted = {d.split("[")[0].split(">")[0].split("!")[0].split("=")[0].strip() for d in stand_in}
-    assert {d["name"] for d in sdk["dependencies"]} == {w.replace("_", "-") for w in wanted}
+    layout = tomllib.loads((SDK_LAYOUT / "pyproject.toml").read_text())
+    wanted = {name for name, *_ in _requirements(layout["project"]["dependencies"])}
+    assert {d["name"] for d in sdk["dependencies"]} == wanted
+    dev = {d["name"]: d for d in sdk["metadata"]["requires-dev"]["dev"]}
+    assert dev["codegen"] == {"name": "codegen", "editable": "sdk/codegen"}
+    assert "codegen" not in packages  # a dev group of the SDK is recorded, never installed
     assert packages["onnx-serving"]["source"] == {"editable": "."}
-
-
-def test_the_sdk_stand_in_refuses_another_release() -> None:
-    with pytest.raises(ValueError, match=r"dagger\.json pins the engine 0\.0\.1"):
-        sdk_pyproject("0.0.1")

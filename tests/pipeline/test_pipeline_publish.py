@@ -9,6 +9,7 @@ engine to do, in which order, and with which objects.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from onnx_serving import commands
 from onnx_serving.emulation import CPUINFO_PATH
 
 from .conftest import make_module
+from .git_checkout import git_repository
 from .plan import (
     NATIVE_PLATFORM,
     Call,
@@ -37,7 +39,9 @@ from .plan import (
 )
 
 MARKER = "ghp_publish-token-unique-5c1e2d"
+REVISION = "0123456789abcdef0123456789abcdef01234567"
 REPO = "ghcr.io/acme/onnx-serving"
+REPO_ONNX = "ghcr.io/acme/onnx"
 CLEAN_REPORT = json.dumps({"SchemaVersion": 2, "ArtifactName": "/scan/image.tar", "Results": []})
 
 
@@ -84,7 +88,7 @@ def test_release_publishes_every_tag_of_every_variant(module: Any, engine: FakeE
     out = _publish(
         module,
         tag="v1.2.3",
-        registry="ghcr.io",
+        registry=["ghcr.io"],
         repository="acme/onnx-serving",
         username="release-bot",
         password=token,
@@ -92,8 +96,11 @@ def test_release_publishes_every_tag_of_every_variant(module: Any, engine: FakeE
     expected = [f"{REPO}:{t}" for t in ("1.2.3", "1.2", "1", "latest")] + [
         f"{REPO}:{t}-gpu" for t in ("1.2.3", "1.2", "1", "latest")
     ]
-    queries = engine.queries_named("publish")
-    assert sorted(q[-1].args["address"] for q in queries) == sorted(expected)
+    queries = engine.queries_named("publish")  # the engine pushes the immutable tags
+    assert [q[-1].args["address"] for q in queries] == [f"{REPO}:1.2.3", f"{REPO}:1.2.3-gpu"]
+    # and the module puts the same manifest under the floating tags (and annotates an index)
+    floating = [f"put {t}" for t in ("1.2", "1", "latest", "1.2-gpu", "1-gpu", "latest-gpu")]
+    assert [s for s in engine.registry.steps if s.startswith("put ")] == ["put 1.2.3", *floating]
     assert [line.split("@")[0] for line in out.splitlines()] == expected  # one per tag
     digests = [line.split("@")[1] for line in out.splitlines()]
     assert len(set(digests[:4])) == len(set(digests[4:])) == 1  # a variant's tags: one digest
@@ -214,7 +221,7 @@ def test_registry_auth_uses_the_secret_by_reference(module: Any, engine: FakeEng
 
 def test_v1_2_publishes_the_release_line(engine: FakeEngine) -> None:
     module = make_module(revision="0123456789abcdef0123456789abcdef01234567")
-    out = _publish(module, tag="v1.2", registry="localhost:5000", repository="acme/onnx")
+    out = _publish(module, tag="v1.2", registry=["localhost:5000"], repository="acme/onnx")
     tags = [line.split("@")[0].rpartition(":")[2] for line in out.splitlines()]
     # Every tag of a release line floats: its commit's tag is the immutable one.
     assert tags == [
@@ -235,12 +242,12 @@ def test_prerelease_moves_no_floating_tag(module: Any, engine: FakeEngine) -> No
 
 def test_a_backport_does_not_move_latest(module: Any, engine: FakeEngine, tmp_path: Path) -> None:
     # Both kinds of tag ref count: v1.5.0 is a loose ref, v2.0.0 a packed (and peeled) one.
-    git = tmp_path / ".git"
-    (git / "refs/tags").mkdir(parents=True)
-    (git / "refs/tags/v1.5.0").write_text("0" * 40 + "\n")
-    (git / "packed-refs").write_text(
-        "# pack-refs with: peeled fully-peeled sorted\n"
-        f"{'1' * 40} refs/tags/v1.4.1\n^{'2' * 40}\n{'3' * 40} refs/tags/v2.0.0\n"
+    git = git_repository(
+        tmp_path / "checkout",
+        ["tag", "v1.4.1"],
+        ["tag", "-a", "-m", "2.0.0", "v2.0.0"],
+        ["pack-refs", "--all"],
+        ["tag", "v1.5.0"],
     )
     for tag, moved in (("v1.4.2", ["1.4.2", "1.4"]), ("v1.5.1", ["1.5.1", "1.5", "1"])):
         out = _publish(
@@ -248,7 +255,7 @@ def test_a_backport_does_not_move_latest(module: Any, engine: FakeEngine, tmp_pa
             tag=tag,
             repository="acme/onnx",
             variants=["cpu"],
-            git=dag.host().directory(str(git)),
+            git=git,
         )
         assert [line.split("@")[0].rpartition(":")[2] for line in out.splitlines()] == moved
 
@@ -276,10 +283,10 @@ def test_repository_is_lowercased_like_image_names(module: Any, engine: FakeEngi
 
 def test_variants_select_what_is_published(module: Any, engine: FakeEngine) -> None:
     _publish(module, tag="v1.0.0", repository="acme/onnx", variants=["gpu"])
-    addresses = sorted(q[-1].args["address"] for q in engine.queries_named("publish"))
-    assert addresses == sorted(
-        f"ghcr.io/acme/onnx:{t}-gpu" for t in ("1.0.0", "1.0", "1", "latest")
-    )
+    addresses = [q[-1].args["address"] for q in engine.queries_named("publish")]
+    assert addresses == ["ghcr.io/acme/onnx:1.0.0-gpu"]  # the engine pushes the immutable tag
+    moved = [step for step in engine.registry.steps if step.startswith("put ")]
+    assert moved == [f"put {t}-gpu" for t in ("1.0", "1", "latest")]
 
 
 def test_published_images_carry_the_module_labels(engine: FakeEngine) -> None:
@@ -301,7 +308,9 @@ def test_every_published_build_gets_the_ca_bundle_secret(engine: FakeEngine) -> 
             assert calls(secret)[0].args["name"] == "ca_bundle"
 
 
-def test_signing_is_keyless_cosign_by_digest_with_the_sboms_attached(engine: FakeEngine) -> None:
+def test_signing_is_keyless_cosign_by_digest_with_the_documents_attached(
+    engine: FakeEngine,
+) -> None:
     module = make_module()
     token = dag.set_secret("registry-token", MARKER)
     oidc_url = dag.set_secret("oidc-url", "https://oidc.example.invalid/token")
@@ -315,37 +324,100 @@ def test_signing_is_keyless_cosign_by_digest_with_the_sboms_attached(engine: Fak
         oidc_request_url=oidc_url,
         oidc_request_token=oidc_token,
     )
-    signings = engine.queries_named("sync")
-    assert len(signings) == 2  # one per variant: its index digest
-    pushed = {line.split(":")[1].split("@")[0]: line for line in out.splitlines()}
-    for query, variant_ref in zip(signings, (pushed["1.0.0"], pushed["1.0.0-gpu"]), strict=True):
-        [cosign] = [
-            c.args for c in find(query, "withFile") if c.args["path"] == "/tmp/cosign/cosign"
-        ]
-        assert calls(cosign["source"])[0:2] == [
-            Call("Query", "container", {}),
-            Call("Container", "from", {"address": commands.COSIGN_IMAGE}),
-        ]
-        assert "@sha256:" in commands.COSIGN_IMAGE  # pinned by digest
-        secret_vars = {c.args["name"]: c.args["secret"] for c in find(query, "withSecretVariable")}
-        assert secret_vars == {
-            "REGISTRY_PASSWORD": token,
-            "ACTIONS_ID_TOKEN_REQUEST_URL": oidc_url,
-            "ACTIONS_ID_TOKEN_REQUEST_TOKEN": oidc_token,
-        }
-        execs = [c.args["args"] for c in find(query, "withExec")][1:]  # after the lock install
-        assert execs[0] == ["sh", "-c", commands.COSIGN_LOGIN_SCRIPT]
-        # The file put on PATH above signs the index and every platform manifest under it.
-        assert execs[1] == ["cosign", "sign", "--yes", "--recursive", variant_ref]
-        attests = execs[2:]
-        assert attests and all(
-            a[:-2] == ["cosign", "attest", "--yes", "--type", "cyclonedx", "--predicate"]
-            and a[-1] == variant_ref
-            for a in attests
-        )
-        # No key material and no token value anywhere in the plan: keyless, secrets by reference.
-        text = render([c.args for c in query])
-        assert "--key" not in text and MARKER not in text and "oidc-request-token-9d2f" not in text
+    [query] = engine.queries_named("sync")  # one signing step, after every immutable push
+    pushed = {line.split(":")[1].split("@")[0]: line.split("@")[1] for line in out.splitlines()}
+    [cosign] = [c.args for c in find(query, "withFile") if c.args["path"] == "/tmp/cosign/cosign"]
+    assert calls(cosign["source"])[0:2] == [
+        Call("Query", "container", {}),
+        Call("Container", "from", {"address": commands.COSIGN_IMAGE}),
+    ]
+    assert "@sha256:" in commands.COSIGN_IMAGE  # pinned by digest
+    secret_vars = {c.args["name"]: c.args["secret"] for c in find(query, "withSecretVariable")}
+    assert secret_vars == {
+        "REGISTRY_PASSWORD": token,
+        "ACTIONS_ID_TOKEN_REQUEST_URL": oidc_url,
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN": oidc_token,
+    }
+    execs = [c.args["args"] for c in find(query, "withExec")][1:]  # after the lock install
+    assert execs[0] == ["sh", "-c", commands.COSIGN_LOGIN_SCRIPT]
+    # The file put on PATH above signs each index and every platform manifest under it, by
+    # digest, then each attached document, then attests each platform image's provenance.
+    assert execs[1:3] == [
+        ["cosign", "sign", "--yes", "--recursive", f"{REPO_ONNX}@{pushed['1.0.0']}"],
+        ["cosign", "sign", "--yes", "--recursive", f"{REPO_ONNX}@{pushed['1.0.0-gpu']}"],
+    ]
+    attached = execs[3:9]  # an SBOM and a provenance of each of the three platform images
+    assert all(a[:3] == ["cosign", "sign", "--yes"] and len(a) == 4 for a in attached)
+    attests = execs[9:]
+    assert len(attests) == 3 and all(
+        a[:-2] == ["cosign", "attest", "--yes", "--type", "slsaprovenance1", "--predicate"]
+        for a in attests
+    )
+    # No key material and no token value anywhere in the plan: keyless, secrets by reference.
+    text = render([c.args for c in query])
+    assert "--key" not in text and MARKER not in text and "oidc-request-token-9d2f" not in text
     # Only the registry token is read (the login round trip); the OIDC secrets never are.
     assert engine.leaf_names().count("plaintext") == 1
     assert [login[3] for login in engine.logins] == [MARKER]
+
+
+def test_one_release_goes_to_every_registry_with_the_docker_config_s_logins(
+    engine: FakeEngine,
+) -> None:
+    config = {
+        "auths": {
+            "ghcr.io": {"auth": base64.b64encode(b"bot:ghcr-t0ken").decode()},
+            "https://index.docker.io/v1/": {"auth": base64.b64encode(b"hub:hub-t0ken").decode()},
+        }
+    }
+    out = _publish(
+        make_module(revision=REVISION),
+        tag="v1.0.0",
+        repository="acme/onnx",
+        registry=["ghcr.io", "docker.io"],
+        docker_config=dag.set_secret("docker-config", json.dumps(config)),
+        variants=["cpu"],
+        oidc_request_url=dag.set_secret("oidc-url", "https://oidc.example.invalid/token"),
+        oidc_request_token=dag.set_secret("oidc-token", "oidc-request-token-9d2f"),
+    )
+    registries = ("ghcr.io/acme/onnx", "docker.io/acme/onnx")
+    tags = ("1.0.0", "1.0", "1", "latest")
+    assert [line.split("@")[0] for line in out.splitlines()] == [
+        f"{r}:{t}" for r in registries for t in tags
+    ]
+    # Built, smoke-tested and scanned once; the very images pushed to both registries.
+    pushes = engine.queries_named("publish")
+    assert [q[-1].args["address"] for q in pushes] == [f"{r}:1.0.0" for r in registries]
+    assert render(pushes[0][-1].args["platformVariants"]) == render(
+        pushes[1][-1].args["platformVariants"]
+    )
+    assert len(_smokes(engine)) == 2  # amd64 and arm64, not per registry
+    # Each registry is asked with its own login from the config, and signed into with it.
+    assert [(login[0], login[2], login[3]) for login in engine.logins] == [
+        ("ghcr.io", "bot", "ghcr-t0ken"),
+        ("docker.io", "hub", "hub-t0ken"),
+    ]
+    signings = engine.queries_named("sync")
+    hosts = [
+        {c.args["name"]: c.args["value"] for c in find(q, "withEnvVariable")}["REGISTRY"]
+        for q in signings
+    ]
+    assert hosts == ["ghcr.io", "docker.io"]
+
+
+def test_signing_into_a_registry_the_docker_config_has_no_login_for_is_refused(
+    engine: FakeEngine,
+) -> None:
+    config = {"auths": {"ghcr.io": {"auth": base64.b64encode(b"bot:t0ken").decode()}}}
+    refused = r"^signing pushes signatures to quay\.io: --docker-config"
+    with pytest.raises(ValueError, match=refused):
+        _publish(
+            make_module(),
+            tag="v1.0.0",
+            repository="acme/onnx",
+            registry=["ghcr.io", "quay.io"],
+            docker_config=dag.set_secret("docker-config", json.dumps(config)),
+            oidc_request_url=dag.set_secret("oidc-url", "https://oidc.example.invalid/token"),
+            oidc_request_token=dag.set_secret("oidc-token", "oidc-request-token-9d2f"),
+        )
+    assert "publish" not in engine.leaf_names()

@@ -88,6 +88,26 @@ def test_every_variant_argument_is_the_enum(registration: list[Call]) -> None:
     }
 
 
+def test_publish_reads_the_checkouts_git_repository(registration: list[Call]) -> None:
+    # A GitRepository with a DefaultPath: the engine hands over the module's own checkout's
+    # repository (a clone, a worktree or a submodule), not its .git folder uploaded.
+    main = calls(only(registration, "withObject").args["object"])
+    publish = next(
+        calls(f.args["function"])
+        for f in find(main, "withFunction")
+        if calls(f.args["function"])[0].args["name"] == "publish"
+    )
+    [git] = [a.args for a in find(publish, "withArg") if a.args["name"] == "git"]
+    optional = ("withOptional", {"optional": True})
+    assert _type(git["typeDef"]) == [
+        ("typeDef", {}),
+        optional,
+        ("withObject", {"name": "GitRepository"}),
+        optional,
+    ]
+    assert git["defaultPath"] == "/.git"
+
+
 def invoke(function: str, inputs: dict[str, Any], engine_answers: dict[str, Any]) -> Any:
     """What the runtime does when the engine calls a function: the parent object from its
     JSON state, arguments from their JSON values, the result unstructured (an ID for objects)."""

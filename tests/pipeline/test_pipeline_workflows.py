@@ -36,6 +36,8 @@ from .plan import REPO, module_functions
 WORKFLOWS = REPO / ".github/workflows"
 SHA_PIN = re.compile(r"^[a-z0-9-]+/[a-z0-9-]+@[0-9a-f]{40}$")
 ENGINE = json.loads((REPO / "dagger.json").read_text())["engineVersion"].removeprefix("v")
+# Dagger Cloud's engine cache where the repository has the secret; a cold engine if not.
+CLOUD_TOKEN = "${{ secrets.DAGGER_CLOUD_TOKEN }}"
 # The only writes: pushing images (packages) and signing them (id-token), by publishing jobs.
 WRITE_ALLOWED = {("release.yml", "publish"), ("ci.yml", "edge")}
 SIGNING = "--oidc-request-token env://ACTIONS_ID_TOKEN_REQUEST_TOKEN"
@@ -129,6 +131,8 @@ def _action_problems(where: str, step: dict[str, Any]) -> list[str]:
         problems.append(f"{where}: second step must be dagger-for-github pinned by SHA: {uses!r}")
     if "run" in step:
         problems.append(f"{where}: no shell steps: the pipeline is the Dagger module")
+    if inputs.get("cloud-token") != CLOUD_TOKEN:
+        problems.append(f"{where}: the engine cache: cloud-token: {CLOUD_TOKEN}")
     if str(inputs.get("version")) != ENGINE:
         problems.append(f"{where}: Dagger version {inputs.get('version')!r} != engine {ENGINE}")
     runs = {k: v for k, v in inputs.items() if k in ("call", "verb", "check", "args", "shell")}
@@ -178,7 +182,11 @@ def test_ci_runs_the_module_checks_in_one_engine_and_publishes_main_as_edge() ->
     ci = load(WORKFLOWS / "ci.yml")
     assert set(ci["on"]) == {"push", "pull_request"}
     check = ci["jobs"]["check"]
-    assert check["steps"][1]["with"] == {"version": ENGINE, "verb": "check"}
+    assert check["steps"][1]["with"] == {
+        "version": ENGINE,
+        "verb": "check",
+        "cloud-token": CLOUD_TOKEN,
+    }
     assert {n for n, f in module_functions(OnnxServing).items() if f.check} == {
         "lint",
         "test",
@@ -197,7 +205,11 @@ def test_ci_runs_the_module_checks_in_one_engine_and_publishes_main_as_edge() ->
 def test_release_publishes_the_pushed_tag_with_the_token_as_a_secret() -> None:
     release = load(WORKFLOWS / "release.yml")
     assert release["on"] == {"push": {"tags": ["v*"]}}
-    assert release["jobs"]["check"]["steps"][1]["with"] == {"version": ENGINE, "verb": "check"}
+    assert release["jobs"]["check"]["steps"][1]["with"] == {
+        "version": ENGINE,
+        "verb": "check",
+        "cloud-token": CLOUD_TOKEN,
+    }
     job = release["jobs"]["publish"]
     assert job["needs"] == "check"  # nothing is published unless the checks pass
     assert job["steps"][0]["with"]["fetch-depth"] == 0  # the release tags: backports
@@ -257,6 +269,7 @@ BREAKAGES: dict[str, Callable[[dict[str, Any]], None]] = {
         {"persist-credentials": True}
     ),
     "a drifted Dagger version": lambda d: _step(d, 1)["with"].update(version="0.21.10"),
+    "no engine cache": lambda d: _step(d, 1)["with"].pop("cloud-token"),
     "another shell step": lambda d: _job(d)["steps"].append({"run": "echo hi"}),
     "the CLI installed in a step of its own": lambda d: _job(d)["steps"].insert(
         1, {"uses": _step(d, 1)["uses"], "with": {"version": ENGINE}}

@@ -10,11 +10,13 @@
 from __future__ import annotations
 
 import asyncio
+from typing import cast
 
 import dagger
 from dagger import dag
 
 from onnx_serving import release
+from onnx_serving.registry_api import Registry
 from onnx_serving.release import PlatformImages, Release
 from onnx_serving.variants import Variant
 
@@ -37,36 +39,48 @@ def images() -> PlatformImages:
 
 
 def published_with_signing(plan: Release) -> tuple[FakeEngine, dict[str, str]]:
+    repository = next(iter(plan.addresses.values()))[0].rpartition(":")[0]
+    host, _, path = repository.partition("/")
     with fake_engine() as engine:
         published = asyncio.run(
             release.push(
                 dag.container(),
+                cast(Registry, engine.registry.client(host, path)),
                 images(),
                 plan,
+                REVISION,
+                None,
                 dag.container().from_("signer"),
-                dag.container().from_("checker"),
             )
         )
     return engine, published
 
 
-def steps(engine: FakeEngine) -> list[str]:
-    """The address of each push and `sign` for each signature, in order."""
+def steps(engine: FakeEngine, repository: str) -> list[str]:
+    """The address of each push and `sign` for the signing step, in order (an index's
+    annotations put right after the engine pushed it count as that push)."""
+    found = engine.registry.steps
     return [
-        str(q[-1].args["address"]) if q[-1].name == "publish" else "sign"
-        for q in engine.queries
-        if q[-1].name in ("publish", "sync")
+        f"{repository}:{step.partition(' ')[2]}" if step != "sign" else step
+        for n, step in enumerate(found)
+        if not (n and step.startswith("put ") and found[n - 1] == f"publish {step[4:]}")
     ]
 
 
 def signed(engine: FakeEngine) -> list[str]:
-    """The reference each signature names (cosign's last argument)."""
+    """The reference each recursive signature names (cosign's last argument)."""
     return [
         c.args["args"][-1]
         for q in engine.queries_named("sync")
         for c in q
-        if c.name == "withExec" and "sign" in c.args["args"]
+        if c.name == "withExec" and "--recursive" in c.args["args"]
     ]
+
+
+def by_digest(published: str) -> str:
+    """`repo:tag@sha256:…` as `repo@sha256:…`, what is signed."""
+    name, _, digest = published.partition("@")
+    return f"{name.rpartition(':')[0]}@{digest}"
 
 
 def test_a_registry_with_a_port_gets_the_release_order() -> None:
@@ -75,16 +89,15 @@ def test_a_registry_with_a_port_gets_the_release_order() -> None:
     assert plan.immutable(Variant.cpu) == [f"{repository}:1.2.3"]
     assert plan.floating(Variant.cpu) == [f"{repository}:{t}" for t in ("1.2", "1", "latest")]
     engine, published = published_with_signing(plan)
-    assert steps(engine) == [
+    assert steps(engine, repository) == [
         f"{repository}:1.2.3",
         f"{repository}:1.2.3-gpu",
-        "sign",
         "sign",
         *(f"{repository}:{t}" for t in ("1.2", "1", "latest", "1.2-gpu", "1-gpu", "latest-gpu")),
     ]
     assert signed(engine) == [
-        published[f"{repository}:1.2.3"],
-        published[f"{repository}:1.2.3-gpu"],
+        by_digest(published[f"{repository}:1.2.3"]),
+        by_digest(published[f"{repository}:1.2.3-gpu"]),
     ]
 
 
@@ -92,17 +105,16 @@ def test_a_release_line_signs_its_commit_tag_s_digest_before_its_floating_tags_m
     repository = "ghcr.io/acme/onnx"
     engine, published = published_with_signing(planned("v11.22", repository))
     commit = f"{repository}:sha-{REVISION[:7]}"
-    assert steps(engine) == [
+    assert steps(engine, repository) == [
         commit,
         f"{commit}-gpu",
-        "sign",
         "sign",
         *(
             f"{repository}:{t}"
             for t in ("11.22", "11", "latest", "11.22-gpu", "11-gpu", "latest-gpu")
         ),
     ]
-    assert signed(engine) == [published[commit], published[f"{commit}-gpu"]]
+    assert signed(engine) == [by_digest(published[commit]), by_digest(published[f"{commit}-gpu"])]
     assert {published[a].split("@")[1] for a in published if "-gpu" not in a} == {
         published[commit].split("@")[1]
     }

@@ -199,8 +199,8 @@ def test_a_token_realm_in_plain_http_is_refused_for_a_remote_registry(
     """Credentials to a realm the registry names go over https only (loopback excepted)."""
     challenge = {"realm": "http://tokens.example/token", "service": "x"}
     with pytest.raises(ValueError, match=r"token realm that is not https: 'http://tokens"):
-        registry_login._token(
-            registry_login._opener(None), "ghcr.io", challenge, "acme/onnx", "pull", GOOD, 3
+        registry_login.bearer_token(
+            registry_login.opener(None), "ghcr.io", challenge, "acme/onnx", "pull", GOOD, 3
         )
 
 

@@ -1,10 +1,13 @@
-"""The order of a release (release.push): every variant's immutable tags first, then the
-signatures of those digests, and only then the floating tags, each checked to name the same
-digest. A refused push, a failed signature or a digest mismatch stops the release with a
-one-line error naming the address, and no floating tag is pushed after it.
+"""The order of a release (release.push): every variant's immutable tags first (an index
+annotated), then each platform image's SBOM and provenance attached, then the signatures,
+and only then the floating tags, each put as the very bytes of its immutable tag's manifest.
+A refused push, a failed signature or a digest mismatch stops the release with a one-line
+error naming the address, and no floating tag is pushed after it; an immutable tag that
+already names this revision's build is kept (a rerun finishes the release), one of another
+revision stops it.
 
-The fake engine answers each push with a digest of the pushed images (tests/pipeline/plan.py),
-as a registry does; the tests below make it refuse or answer another digest where needed.
+The fake engine pushes into a registry in memory (tests/pipeline/plan.py: FakeRegistry),
+which the module's own registry calls read and write; the tests make it refuse where needed.
 The images are annotated (OCI annotations on their manifests) when built, before they are
 verified, from the same values as their labels.
 """
@@ -12,25 +15,33 @@ verified, from the same values as their labels.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import json
 from typing import Any, cast
 
 import dagger
 import pytest
 from dagger import dag
 
-from onnx_serving import release
+from onnx_serving import attachments, provenance, release
 from onnx_serving.build import BuildInputs
 from onnx_serving.images import ImageMetadata
+from onnx_serving.registry_api import Manifest, Registry
 from onnx_serving.release import PlatformImages, Release, ReleaseError
 from onnx_serving.tags import is_floating
 from onnx_serving.variants import Variant
 
-from .plan import Call, FakeEngine, calls, fake_engine, find, only, stand_in_digest
+from .plan import FakeEngine, FakeRegistry, calls, fake_engine, find, only
 
 REPO = "ghcr.io/acme/onnx"
 REVISION = "0123456789abcdef0123456789abcdef01234567"
 VARIANTS = (Variant.cpu, Variant.gpu)
+BASE = "python:3.11-slim-bookworm@sha256:" + "b" * 64
+METADATA = ImageMetadata(
+    revision=REVISION,
+    created="2026-01-02T03:04:05Z",
+    source_url="https://github.com/acme/onnx",
+    models="mlp/1@sha256:" + "a" * 64,
+)
 
 
 def _release(*tags: str) -> Release:
@@ -41,24 +52,39 @@ def _release(*tags: str) -> Release:
     )
 
 
-def _images() -> PlatformImages:
+def _images(revision: str = REVISION) -> PlatformImages:
+    """Each variant's image per platform, annotated with `revision` as release.build does."""
     return {
-        (v, dagger.Platform(p)): dag.container().from_(f"built/{v.value}:{p}")
+        (v, dagger.Platform(p)): dag.container(platform=dagger.Platform(p))
+        .from_(f"built/{v.value}:{p}")
+        .with_annotation(release.REVISION, revision)
         for v in VARIANTS
         for p in v.spec.platforms
     }
 
 
 def _run(
-    plan: Release, signing: bool = False, **answers: Callable[[list[Call]], Any]
+    plan: Release,
+    signing: bool = False,
+    registry: FakeRegistry | None = None,
+    revision: str = REVISION,
+    sync: Any = None,
 ) -> tuple[FakeEngine, dict[str, str] | BaseException]:
-    """(the engine's record, what release.push returned or raised) of one release."""
+    """(the engine's record, what release.push returned or raised) of one release, into
+    `registry` (a fresh one by default: a rerun passes the first run's)."""
     signer = dag.container().from_("signer") if signing else None
     checker = dag.container().from_("checker")
-    with fake_engine(answers) as engine:
+    run = provenance.BuildRun(METADATA, plan.version, "")
+    evidence = release.Evidence(checker, run, dict.fromkeys(VARIANTS, BASE))
+    with fake_engine({"sync": sync} if sync else None) as engine:
+        if registry is not None:
+            engine.registry = registry
+        target = cast(Registry, engine.registry.client("ghcr.io", "acme/onnx"))
         try:
             result: dict[str, str] | BaseException = asyncio.run(
-                release.push(dag.container(), _images(), plan, signer, checker)
+                release.push(
+                    dag.container(), target, _images(revision), plan, revision, evidence, signer
+                )
             )
         except Exception as failed:  # the test asserts on it
             result = failed
@@ -66,111 +92,161 @@ def _run(
 
 
 def _steps(engine: FakeEngine) -> list[str]:
-    """What was done, in order: the tag of each push, `sign` for each signature."""
+    """What was done, in order: each tag pushed (by the engine or the module; an index's
+    annotations put right after the engine pushed it count as that push), `sign` for the
+    signing step."""
+    steps = engine.registry.steps
     return [
-        q[-1].args["address"].rpartition(":")[2] if q[-1].name == "publish" else "sign"
-        for q in engine.queries
-        if q[-1].name in ("publish", "sync")
+        step.partition(" ")[2] if step != "sign" else step
+        for n, step in enumerate(steps)
+        if not (n and step.startswith("put ") and steps[n - 1] == f"publish {step[4:]}")
     ]
+
+
+def _manifest(engine: FakeEngine, reference: str) -> Manifest:
+    return engine.registry.manifests[(REPO, reference)]
 
 
 def test_immutable_tags_are_pushed_and_signed_before_any_floating_tag_moves() -> None:
     engine, published = _run(_release("11.22.33", "11.22", "11", "latest"), signing=True)
     assert _steps(engine) == [
         *("11.22.33", "11.22.33-gpu"),
-        *("sign", "sign"),
+        "sign",
         *("11.22", "11", "latest", "11.22-gpu", "11-gpu", "latest-gpu"),
     ]
     assert isinstance(published, dict)
     for v in VARIANTS:  # every tag of a variant names the digest that was signed
-        digests = {
-            published[f"{REPO}:{t}{v.spec.tag_suffix}"].split("@")[1]
-            for t in ("11.22.33", "latest")
-        }
-        assert len(digests) == 1
+        tags = [f"{t}{v.spec.tag_suffix}" for t in ("11.22.33", "11.22", "11", "latest")]
+        digests = {published[f"{REPO}:{t}"].split("@")[1] for t in tags}
+        assert digests == {_manifest(engine, tags[0]).digest}
+        assert {_manifest(engine, t).body for t in tags} == {_manifest(engine, tags[0]).body}
 
 
-def test_signatures_name_the_immutable_tags_digests() -> None:
+def test_an_index_gets_the_annotations_of_its_images() -> None:
+    engine, _ = _run(_release("11.22.33"))
+    index = _manifest(engine, "11.22.33")
+    assert index.is_index
+    assert index.document["annotations"][release.REVISION] == REVISION
+    single = _manifest(engine, "11.22.33-gpu")  # one platform: a manifest, annotated already
+    assert not single.is_index and single.document["annotations"][release.REVISION] == REVISION
+
+
+def _platform_digests(engine: FakeEngine, tag: str) -> list[str]:
+    root = _manifest(engine, tag)
+    return [e["digest"] for e in root.document["manifests"]] if root.is_index else [root.digest]
+
+
+def test_each_platform_image_gets_its_own_sbom_and_provenance() -> None:
+    engine, _ = _run(_release("11.22.33"))
+    for tag, platforms in (("11.22.33", 2), ("11.22.33-gpu", 1)):
+        digests = _platform_digests(engine, tag)
+        assert len(digests) == platforms
+        for digest in digests:
+            listed = _manifest(engine, attachments.fallback_tag(digest)).document["manifests"]
+            kinds = {entry["artifactType"]: entry["digest"] for entry in listed}
+            assert set(kinds) == {attachments.CYCLONEDX, attachments.IN_TOTO}
+            for artifact_type, artifact in kinds.items():
+                document = _manifest(engine, artifact).document
+                assert document["subject"]["digest"] == digest  # this platform's image
+                assert document["artifactType"] == artifact_type
+            statement = _manifest(engine, kinds[attachments.IN_TOTO]).document["layers"][0]
+            assert statement["mediaType"] == attachments.IN_TOTO
+    # SBOMs are made from the pushed images, pulled by digest, one per platform image.
+    sboms = [q for q in engine.queries if q[-1].name == "contents" and find(q, "withMountedFile")]
+    pulled = [
+        only(calls(only(q, "withMountedFile").args["source"]), "from").args["address"]
+        for q in sboms
+        if q[-2].args.get("path", "").endswith("sbom.cdx.json")
+    ]
+    expected = [d for t in ("11.22.33", "11.22.33-gpu") for d in _platform_digests(engine, t)]
+    assert pulled == [f"{REPO}@{d}" for d in expected]
+
+
+def test_signatures_name_the_pushed_digests_and_attest_each_platform_s_provenance() -> None:
     engine, published = _run(_release("11.22.33", "latest"), signing=True)
     assert isinstance(published, dict)
-    signed = [
-        " ".join(c.args["args"])
-        for q in engine.queries_named("sync")
-        for c in q
-        if c.name == "withExec" and "sign" in c.args["args"]
+    [signing] = [q for q in engine.queries if q[-1].name == "sync"]
+    execs = [c.args["args"] for c in find(signing, "withExec")]
+    recursive = [a[-1] for a in execs if a[:4] == ["cosign", "sign", "--yes", "--recursive"]]
+    roots = [published[f"{REPO}:{t}"].split("@")[1] for t in ("11.22.33", "11.22.33-gpu")]
+    assert recursive == [f"{REPO}@{digest}" for digest in roots]
+    artifacts = [a[-1] for a in execs if a[:3] == ["cosign", "sign", "--yes"] and len(a) == 4]
+    assert len(artifacts) == 6  # an SBOM and a provenance per platform image
+    platform_images = [
+        *_platform_digests(engine, "11.22.33"),
+        *_platform_digests(engine, "11.22.33-gpu"),
     ]
-    assert [s.split()[-1] for s in signed] == [
-        published[f"{REPO}:11.22.33"],
-        published[f"{REPO}:11.22.33-gpu"],
-    ]
+    for reference in artifacts:
+        subject = _manifest(engine, reference.split("@")[1]).document["subject"]["digest"]
+        assert subject in platform_images
+    attested = [a for a in execs if a[:2] == ["cosign", "attest"]]
+    assert [a[-1] for a in attested] == [f"{REPO}@{d}" for d in platform_images]
+    assert all(a[2:5] == ["--yes", "--type", "slsaprovenance1"] for a in attested)
+    predicates = {c.args["path"]: c.args["contents"] for c in find(signing, "withNewFile")}
+    for arguments in attested:
+        predicate = json.loads(predicates[arguments[-2]])
+        assert predicate["buildDefinition"]["buildType"] == provenance.BUILD_TYPE
 
 
 def test_an_edge_build_pushes_its_commit_tag_before_edge() -> None:
-    engine, _ = _run(_release("edge", f"sha-{REVISION[:7]}"))
+    engine, _ = _run(_release(f"sha-{REVISION[:7]}", "edge"))
     assert _steps(engine) == ["sha-0123456", "sha-0123456-gpu", "edge", "edge-gpu"]
-
-
-def _refusing(refused: str) -> Callable[[list[Call]], str]:
-    def publish(chain: list[Call]) -> str:
-        address = str(chain[-1].args["address"])
-        if address == f"{REPO}:{refused}":
-            # The engine's error: the address again, then lines of progress output.
-            raise RuntimeError(f"{address}: PUT manifests failed: HTTP 403\n#5 pushing layers")
-        return stand_in_digest(address, chain[-1].args["platformVariants"])
-
-    return publish
 
 
 @pytest.mark.parametrize(
     ("refused", "pushed"),
     [
         ("11.22.33-gpu", ["11.22.33"]),  # before signing: nothing floats, nothing is signed
-        ("11", ["11.22.33", "11.22.33-gpu", "sign", "sign", "11.22"]),  # mid-way: stops there
+        ("11", ["11.22.33", "11.22.33-gpu", "sign", "11.22"]),  # mid-way: stops there
     ],
 )
 def test_a_refused_push_is_one_line_naming_it_and_stops_the_release(
     refused: str, pushed: list[str]
 ) -> None:
-    engine, failed = _run(
-        _release("11.22.33", "11.22", "11", "latest"), signing=True, publish=_refusing(refused)
-    )
+    registry = FakeRegistry(refused={refused})
+    engine, failed = _run(_release("11.22.33", "11.22", "11", "latest"), True, registry)
     assert isinstance(failed, ReleaseError)
-    assert str(failed) == f"push {REPO}:{refused} failed: PUT manifests failed: HTTP 403"
+    assert (
+        str(failed) == f"push {REPO}:{refused} failed: HTTP 403 DENIED: this tag is not pushed now"
+    )
     assert _steps(engine) == [*pushed, refused]  # nothing after the refused push
 
 
 def test_a_failed_signature_moves_no_floating_tag() -> None:
-    def sync(chain: list[Call]) -> str:
+    def sync(chain: Any) -> str:
         raise RuntimeError("cosign: signing failed")
 
     engine, failed = _run(_release("11.22.33", "latest"), signing=True, sync=sync)
     assert isinstance(failed, RuntimeError) and "cosign" in str(failed)
-    assert _steps(engine) == ["11.22.33", "11.22.33-gpu", "sign"]
+    assert _steps(engine) == ["11.22.33", "11.22.33-gpu"]
 
 
-def test_a_floating_tag_answered_with_another_digest_stops_the_release() -> None:
-    other = "sha256:" + "e" * 64
-
-    def publish(chain: list[Call]) -> str:
-        address = str(chain[-1].args["address"])
-        if address == f"{REPO}:11.22":
-            return f"{address}@{other}"
-        return stand_in_digest(address, chain[-1].args["platformVariants"])
-
-    engine, failed = _run(_release("11.22.33", "11.22", "latest"), publish=publish)
-    assert isinstance(failed, ReleaseError)
-    assert str(failed).startswith(f"push {REPO}:11.22: the registry answered {other}, not sha256:")
-    assert "\n" not in str(failed)
-    assert _steps(engine) == ["11.22.33", "11.22.33-gpu", "11.22"]  # latest never moved
-
-
-def test_a_rerun_pushes_the_same_digests() -> None:
+def test_a_rerun_keeps_the_immutable_tag_s_build_and_finishes_the_release() -> None:
     plan = _release("11.22.33", "11.22", "11", "latest")
-    _, first = _run(plan, publish=_refusing("11"))
-    _, rerun = _run(plan)
-    assert isinstance(first, ReleaseError) and isinstance(rerun, dict)
-    digest = rerun[f"{REPO}:11.22.33"].split("@")[1]
-    assert {line.split("@")[1] for a, line in rerun.items() if "-gpu" not in a} == {digest}
+    registry = FakeRegistry(refused={"11"})
+    first_engine, first = _run(plan, registry=registry)
+    assert isinstance(first, ReleaseError)
+    pushed = _manifest(first_engine, "11.22.33").digest
+    registry.refused.clear()
+    registry.steps.clear()
+    # A fresh engine builds other bytes (here: other images), yet the tag's build is kept.
+    _, rerun = _run(plan, registry=registry)
+    assert isinstance(rerun, dict)
+    # Nothing pushed again, nor re-annotated: the immutable tag keeps its bytes.
+    assert not [step for step in registry.steps if step.endswith(" 11.22.33")]
+    assert {rerun[f"{REPO}:{t}"].split("@")[1] for t in ("11.22.33", "11", "latest")} == {pushed}
+
+
+def test_an_immutable_tag_of_another_revision_stops_the_release() -> None:
+    registry = FakeRegistry()
+    _run(_release("11.22.33"), registry=registry)
+    registry.steps.clear()
+    other = "f" * 40
+    _, failed = _run(_release("11.22.33", "latest"), registry=registry, revision=other)
+    assert isinstance(failed, ReleaseError)
+    assert str(failed).startswith(f"push {REPO}:11.22.33: the tag already names sha256:")
+    assert f"(revision {REVISION}, this one {other})" in str(failed)
+    assert registry.steps == []  # nothing pushed, no floating tag moved
 
 
 def test_a_release_line_gets_its_commit_as_the_immutable_tag() -> None:

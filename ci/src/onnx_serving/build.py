@@ -104,15 +104,20 @@ async def build_context(
 SHA256SUM_MODELS = 'cd /models && find -L . -path "./*/*/model.onnx" -exec sha256sum {} +'
 
 
+async def base_image(source: dagger.Directory, metadata: ImageMetadata, variant: Variant) -> str:
+    """The image `variant` builds FROM: the override, else its Dockerfile's default."""
+    dockerfile = variant.spec.dockerfile
+    return metadata.base_image or dockerfile_base_image(
+        dockerfile, await source.file(dockerfile).contents()
+    )
+
+
 async def models_identity(
     source: dagger.Directory, context: dagger.Directory, metadata: ImageMetadata
 ) -> str:
     """The models label of the context's models/: sha256sum in the base image the builds
     use (a model is binary; the module reads no file contents itself)."""
-    dockerfile = Variant.cpu.spec.dockerfile
-    base = metadata.base_image or dockerfile_base_image(
-        dockerfile, await source.file(dockerfile).contents()
-    )
+    base = await base_image(source, metadata, Variant.cpu)
     listing = await (
         dag.container()
         .from_(base)

@@ -147,11 +147,16 @@ COSIGN_LOGIN_SCRIPT = (
 )
 
 
-def cosign_sign_command(reference: str, cosign: str = "cosign") -> list[str]:
-    """Keyless signature of a pushed `ref@sha256:…`, its platform manifests included."""
-    return [cosign, "sign", "--yes", "--recursive", reference]
+def cosign_sign_command(reference: str, recursive: bool, cosign: str = "cosign") -> list[str]:
+    """Keyless signature of a pushed `ref@sha256:…` (`recursive`: an index's platform
+    manifests too)."""
+    return [cosign, "sign", "--yes", *(["--recursive"] if recursive else []), reference]
 
 
-def cosign_attest_command(reference: str, sbom: str, cosign: str = "cosign") -> list[str]:
-    """Attach a CycloneDX SBOM to a pushed `ref@sha256:…` as a signed attestation."""
-    return [cosign, "attest", "--yes", "--type", "cyclonedx", "--predicate", sbom, reference]
+def cosign_attest_command(reference: str, predicate: str, cosign: str = "cosign") -> list[str]:
+    """Attest an SLSA provenance predicate of a pushed image `ref@sha256:…` (small: it goes
+    to the transparency log whole)."""
+    return [
+        *(cosign, "attest", "--yes", "--type", "slsaprovenance1"),
+        *("--predicate", predicate, reference),
+    ]

@@ -14,9 +14,21 @@ from typing import Annotated
 import dagger
 from dagger import DefaultPath, Doc, Ignore, check, dag, function, object_type
 
-from . import commands, containers, gate, registry_login, release, scanning, signing, validation
+from . import (
+    commands,
+    containers,
+    gate,
+    provenance,
+    registry_api,
+    registry_login,
+    release,
+    scanning,
+    signing,
+    validation,
+)
+from . import docker_config as docker_config_logins
 from . import manifests as deploy_manifests
-from .build import SOURCE_IGNORE, BuildInputs
+from .build import SOURCE_IGNORE, BuildInputs, base_image
 from .containers import SERVER_URL
 from .deploy.kserve import DEFAULT_STORAGE_URI
 from .deploy.pod import DEFAULT_NAMESPACE
@@ -37,6 +49,13 @@ Models = Annotated[
     ),
 ]
 Registry = Annotated[str, Doc("Registry host[:port], e.g. ghcr.io, docker.io, localhost:5000.")]
+Registries = Annotated[
+    list[str] | None,
+    Doc(
+        "Registries to push the same release to, host[:port] each, e.g. ghcr.io,docker.io "
+        "(default ghcr.io)."
+    ),
+]
 Repository = Annotated[str, Doc("Repository path in the registry, e.g. my-org/onnx-serving.")]
 ModelName = Annotated[
     str,
@@ -252,9 +271,16 @@ class OnnxServing:
         edge: Annotated[
             bool, Doc("Publish a main-branch build as edge and sha-<7 hex> (needs --revision).")
         ] = False,
-        registry: Registry = "ghcr.io",
+        registry: Registries = None,
         username: Username = None,
         password: Password = None,
+        docker_config: Annotated[
+            dagger.Secret | None,
+            Doc(
+                "A Docker config file as a secret (file://$HOME/.docker/config.json): the "
+                "login for each --registry from its auths (docker login, ECR, GAR, ACR tokens)."
+            ),
+        ] = None,
         variants: Annotated[
             list[Variant] | None, Doc("Variants to publish; default: every published variant.")
         ] = None,
@@ -271,52 +297,94 @@ class OnnxServing:
             dagger.Secret | None,
             Doc("With --oidc-request-url: env://ACTIONS_ID_TOKEN_REQUEST_TOKEN."),
         ] = None,
+        # The engine reads "/", ".", "/.git" and "./.git" alike as the repository of the
+        # module's own checkout (core/modfunc.go `loadContextualGitArg`), and follows the .git
+        # file of a worktree or submodule since dagger/dagger#13577 (modulesource_gitfile.go).
         git: Annotated[
-            dagger.Directory | None,
+            dagger.GitRepository | None,
             DefaultPath("/.git"),
-            Doc("The repository's .git: its release tags decide whether latest, 1 and 1.2 move."),
+            Doc(
+                "The checkout's git repository: its release tags decide whether latest, 1 and "
+                "1.2 move."
+            ),
         ] = None,
         manifests: Annotated[
             bool, Doc("Also print the Kubernetes and KServe manifests for the pushed digests.")
         ] = False,
+        run_url: Annotated[
+            str,
+            Doc(
+                "This CI run's URL, the provenance's builder and invocation id, e.g. "
+                "https://github.com/ORG/REPO/actions/runs/ID/attempts/N."
+            ),
+        ] = "",
     ) -> str:
         """Build, verify, then push: each variant and platform is built once, smoke-tested
         (emulated ones too: an inference of every model, the models label checked) and
-        scanned at the gate, and only those very images are pushed: the immutable tags, then
-        (with OIDC secrets) a signature and SBOM attestations per digest, then the floating
-        tags (docs/REGISTRY_GUIDE.md). Returns one `ref@sha256:…` line per published tag.
+        scanned at the gate, and only those very images are pushed: the immutable tags (kept
+        where they already name this revision's build), each platform image's SBOM and SLSA
+        provenance attached to it, (with OIDC secrets) signatures, then the floating tags
+        (docs/REGISTRY_GUIDE.md). Returns one `ref@sha256:…` line per published tag.
         """
         # Everything is checked before the first build or push.
-        host = validation.registry(registry)
-        path = validation.repository(repository, host)
+        hosts = validation.registries(registry)
         validation.credentials(username, password is not None)
+        validation.login_source(username is not None, docker_config is not None, len(hosts))
         keyless = validation.signing(
-            oidc_request_url is not None, oidc_request_token is not None, password is not None
+            oidc_request_url is not None,
+            oidc_request_token is not None,
+            password is not None or docker_config is not None,
         )
         chosen = validation.published_variants(variants)
-        plan = await release.plan(
-            tag, edge, git, chosen, f"{host}/{path}", self.revision, self.version
-        )
         options = ModelOptions(model_name, model_version, model_url, model_sha256)
         options = options.checked(models is not None)
-        await self._login_round_trip(host, path, username, password, "push,pull")
+        config = await docker_config.plaintext() if docker_config is not None else None
+        targets = []
+        for host in hosts:
+            path = validation.repository(repository, host)
+            plan = await release.plan(
+                tag, edge, git, chosen, f"{host}/{path}", self.revision, self.version
+            )
+            user, secret = _login(host, username, password, config)
+            if keyless and secret is None:
+                raise ValueError(
+                    f"signing pushes signatures to {host}: --docker-config has no login for it"
+                )
+            client = await self._login_round_trip(host, path, user, secret, "push,pull")
+            if client is None:
+                raise ValueError(
+                    f"registry {host} is out of the module's reach: publish reads and moves "
+                    "tags itself, so it needs a registry the module's process can reach"
+                )
+            targets.append((plan, client, user, secret))
         inputs = await self._inputs(models, options)
 
         native = await dag.default_platform()
-        images = release.build(inputs, plan)
+        images = release.build(inputs, targets[0][0])  # one build, pushed to every registry
         checker = containers.check_container(inputs)
         judge = await self._gate(gate.Severity.HIGH, False)
         await release.verify(checker, images, judge, native, inputs.metadata.models)
-        signer = None
-        if keyless and oidc_request_url and oidc_request_token and username and password:
-            signer = signing.signer(
-                checker, host, username, password, oidc_request_url, oidc_request_token
+        bases = {v: await base_image(inputs.checkout, inputs.metadata, v) for v in chosen}
+        lines = []
+        for plan, client, user, secret in targets:
+            run = provenance.BuildRun(inputs.metadata, plan.version, run_url)
+            signer = None
+            if keyless and oidc_request_url and oidc_request_token and user and secret:
+                signer = signing.signer(
+                    checker, client.host, user, secret, oidc_request_url, oidc_request_token
+                )
+            published = await release.push(
+                release.publisher(client.host, user, secret),
+                client,
+                images,
+                plan,
+                self.revision,
+                release.Evidence(checker, run, bases),
+                signer,
             )
-        pusher = release.publisher(host, username, password)
-        published = await release.push(pusher, images, plan, signer, checker)
-        lines = [published[a] for addresses in plan.addresses.values() for a in addresses]
-        if manifests:
-            lines += release.manifest_documents(release.digests(plan, published))
+            lines += [published[a] for addresses in plan.addresses.values() for a in addresses]
+            if manifests:
+                lines += release.manifest_documents(release.digests(plan, published))
         return "\n".join(lines)
 
     # A weekly verdict on what users pull today: never cached.
@@ -439,8 +507,9 @@ class OnnxServing:
         username: str | None,
         password: dagger.Secret | None,
         actions: str,
-    ) -> None:
-        """The registry answers and grants `actions` (registry_login), before any build."""
+    ) -> registry_api.Registry | None:
+        """The registry answers and grants `actions` (registry_login), before any build; a
+        client of the repository, or None where the module's process cannot reach it."""
         plaintext = await password.plaintext() if password is not None else None
         cadata = await self.ca_bundle.plaintext() if self.ca_bundle is not None else None
         how = await asyncio.to_thread(
@@ -448,6 +517,8 @@ class OnnxServing:
         )
         if how == registry_login.UNREACHED:
             print(f"registry {host}: {how}", file=sys.stderr)
+            return None
+        return registry_api.Registry(host, repository, username, plaintext, cadata)
 
     async def _gate(
         self, severity: gate.Severity | str, ignore_unfixed: bool
@@ -456,6 +527,19 @@ class OnnxServing:
         return await scanning.severity_gate(
             self.source, severity, ignore_unfixed, self.offline_scan
         )
+
+
+def _login(
+    host: str, username: str | None, password: dagger.Secret | None, docker_config: str | None
+) -> tuple[str | None, dagger.Secret | None]:
+    """The login for `host`: --username/--password, else the Docker config's entry for it
+    (its password registered as a secret), else none."""
+    if docker_config is None:
+        return username, password
+    found = docker_config_logins.login(docker_config, host)
+    if found is None:
+        return None, None
+    return found.username, dag.set_secret(f"docker-config-{host}", found.password)
 
 
 def _tail(text: str, lines: int = 15) -> str:

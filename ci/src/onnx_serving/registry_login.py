@@ -36,14 +36,14 @@ _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 UNREACHED = "not reached from the module's process (a loopback registry): the push will tell"
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     name = host if host.endswith("]") else host.rsplit(":", 1)[0]
     return name in _LOOPBACK_HOSTS
 
 
 def api_root(host: str) -> str:
     """The registry's API root: https, or http for a loopback registry."""
-    scheme = "http" if _is_loopback(host) else "https"
+    scheme = "http" if is_loopback(host) else "https"
     return f"{scheme}://{_API_HOSTS.get(host, host)}/v2/"
 
 
@@ -54,7 +54,7 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def _opener(cadata: str | None) -> urllib.request.OpenerDirector:
+def opener(cadata: str | None) -> urllib.request.OpenerDirector:
     context = ssl.create_default_context()
     if cadata:
         context.load_verify_locations(cadata=cadata)
@@ -74,8 +74,17 @@ def _get(
         return error.code, error.headers, b""
 
 
-def _basic(username: str, password: str) -> str:
+def basic_authorization(username: str | None, password: str | None) -> str | None:
+    """The Basic credentials header of a login; None without one."""
+    if not username or password is None:
+        return None
     return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+def challenge(header: str) -> tuple[str, dict[str, str]]:
+    """A WWW-Authenticate header's scheme (lower case) and parameters."""
+    scheme, _, params = header.partition(" ")
+    return scheme.lower(), dict(_CHALLENGE_PARAM.findall(params))
 
 
 def check_login(
@@ -91,19 +100,18 @@ def check_login(
     or a one-line ValueError. `actions` is the token scope needed: "push,pull" or "pull";
     `cadata` a PEM bundle to trust besides the system's (a TLS-intercepting proxy)."""
     root = api_root(host)
-    opener = _opener(cadata)
+    client = opener(cadata)
     wanted = "push" if "push" in actions else "pull"
     try:
-        status, headers, _ = _get(opener, root, None, timeout)
+        status, headers, _ = _get(client, root, None, timeout)
         if status == 200:
             return "open"
         if status != 401:
             raise ValueError(f"registry {host} answered HTTP {status} at {root}: not a registry")
-        scheme, _, params = headers.get("WWW-Authenticate", "").partition(" ")
-        credentials = _basic(username, password) if username and password is not None else None
-        if scheme.lower() == "bearer":
-            challenge = dict(_CHALLENGE_PARAM.findall(params))
-            token = _token(opener, host, challenge, repository, actions, credentials, timeout)
+        scheme, params = challenge(headers.get("WWW-Authenticate", ""))
+        credentials = basic_authorization(username, password)
+        if scheme == "bearer":
+            token = bearer_token(client, host, params, repository, actions, credentials, timeout)
             status = 401 if token is None else 200
             if token is not None and _grants(token, repository, wanted) is False:
                 who = f"the login of {username!r}" if credentials else "an anonymous login"
@@ -115,14 +123,14 @@ def check_login(
                 if wanted == "push":  # no token registry lets anyone push
                     raise ValueError(f"registry {host} needs a login to push: give --username")
                 return "anonymous pull"
-        elif scheme.lower() != "basic":
+        elif scheme != "basic":
             raise ValueError(f"registry {host} asks for an unknown login scheme {scheme!r}")
         elif credentials is None:
             status = 401
         else:
-            status, _, _ = _get(opener, root, credentials, timeout)
+            status, _, _ = _get(client, root, credentials, timeout)
     except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as e:
-        if _is_loopback(host):
+        if is_loopback(host):
             return UNREACHED
         reason = getattr(e, "reason", None) or type(e).__name__
         raise ValueError(f"registry {host} does not answer at {root}: {reason}") from None
@@ -136,7 +144,7 @@ def check_login(
     return "login accepted"
 
 
-def _token(
+def bearer_token(
     opener: urllib.request.OpenerDirector,
     host: str,
     challenge: dict[str, str],
@@ -148,7 +156,7 @@ def _token(
     """A token for `repository` from the Bearer challenge's realm; None when refused."""
     realm = challenge.get("realm", "")
     scheme = urllib.parse.urlsplit(realm).scheme
-    if scheme != "https" and not (scheme == "http" and _is_loopback(host)):
+    if scheme != "https" and not (scheme == "http" and is_loopback(host)):
         raise ValueError(f"registry {host} names a token realm that is not https: {realm!r}")
     query = {"scope": f"repository:{repository}:{actions}"}
     if "service" in challenge:

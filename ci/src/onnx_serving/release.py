@@ -1,25 +1,32 @@
 """`publish`, step by step, in the order a release runs: plan the version and addresses,
 build every variant for each of its platforms, verify those very images (smoke test and scan
-gate), push them under their immutable tags, sign those digests, and only then move the
-floating tags to the same digests; render their manifests. Nothing is pushed unless every
-image passed verification, and no floating tag moves before every digest is signed: a
-failure at any step leaves the floating tags where they were, and a rerun of the same release
-finishes it (on the same engine its cache gives the same images, so the same digests; a fresh
-engine's build of the same commit may get new ones, see docs/REGISTRY_GUIDE.md)."""
+gate), push them under their immutable tags, attach each platform image's SBOM and
+provenance, sign, and only then move the floating tags to the same digests; render their
+manifests. Nothing is pushed unless every image passed verification, and no floating tag
+moves before every digest is attached and signed: a failure at any step leaves the floating
+tags where they were, and a rerun of the same release finishes it (an immutable tag that
+already names a build of the same revision is kept, whatever a new build's digest would be;
+docs/REGISTRY_GUIDE.md)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import dagger
 from dagger import dag
 
-from . import containers, manifests, scanning, signing
+from . import attachments, containers, manifests, provenance, scanning, signing
 from .build import BuildInputs
+from .registry_api import Manifest, Registry, RegistryError
 from .scanning import SeverityGate
-from .tags import commit_tag, edge_tags, git_release_tags, image_tags, is_floating, parse_release
+from .tags import commit_tag, edge_tags, image_tags, is_floating, parse_release, tag_names
 from .variants import PUBLISHED, Variant
+
+T = TypeVar("T")
 
 # Every image of a release: one per variant and platform.
 PlatformImages = dict[tuple[Variant, dagger.Platform], dagger.Container]
@@ -27,6 +34,8 @@ PlatformImages = dict[tuple[Variant, dagger.Platform], dagger.Container]
 # The images' own title and licence (their labels, dockerfiles/Dockerfile; pyproject.toml).
 TITLE = "onnx-serving"
 LICENSES = "Apache-2.0"
+# The annotation that says which commit an image was built from.
+REVISION = "org.opencontainers.image.revision"
 
 
 @dataclass(frozen=True)
@@ -57,7 +66,7 @@ class ReleaseError(Exception):
 async def plan(
     tag: str,
     edge: bool,
-    git: dagger.Directory | None,
+    git: dagger.GitRepository | None,
     variants: list[Variant],
     repository: str,
     revision: str,
@@ -85,13 +94,12 @@ async def plan(
     return Release(label, {v: [f"{repository}:{t}" for t in tags[v]] for v in variants})
 
 
-async def git_tags(git: dagger.Directory) -> list[str]:
-    """The release tag names of a .git directory (packed and loose)."""
-    loose = await git.glob("refs/tags/**")
-    packed = await git.glob("packed-refs")
-    text = await git.file("packed-refs").contents() if packed else ""
-    names = [p.removeprefix("refs/tags/") for p in loose if not p.endswith("/")]
-    return git_release_tags(text, names)
+async def git_tags(git: dagger.GitRepository) -> list[str]:
+    """The repository's release tag names, packed or loose refs alike: releases are tagged v*
+    (.github/workflows/release.yml)."""
+    # The engine answers short names ("v1.2.3": core/schema/git.go `tags`); tag_names takes
+    # full refs too.
+    return tag_names(await git.tags(patterns=["refs/tags/v*"]))
 
 
 def build(inputs: BuildInputs, release: Release) -> PlatformImages:
@@ -118,7 +126,7 @@ def manifest_annotations(inputs: BuildInputs, variant: Variant, version: str) ->
         "org.opencontainers.image.title": TITLE,
         "org.opencontainers.image.description": variant.spec.description,
         "org.opencontainers.image.source": metadata.source_url,
-        "org.opencontainers.image.revision": metadata.revision,
+        REVISION: metadata.revision,
         "org.opencontainers.image.version": version,
         "org.opencontainers.image.licenses": LICENSES,
         "org.opencontainers.image.created": metadata.created,
@@ -177,35 +185,214 @@ def publisher(host: str, username: str | None, password: dagger.Secret | None) -
     return dag.container()
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """What `push` attaches to every pushed platform image (attachments.py): its SBOM, made
+    by `checker` from the image pulled by digest, and its provenance (provenance.py)."""
+
+    checker: dagger.Container
+    run: provenance.BuildRun
+    base_images: dict[Variant, str]
+
+
 async def push(
     pusher: dagger.Container,
+    registry: Registry,
     images: PlatformImages,
     release: Release,
+    revision: str,
+    evidence: Evidence | None = None,
     signer: dagger.Container | None = None,
-    checker: dagger.Container | None = None,
 ) -> dict[str, str]:
-    """Push the verified images in a fixed order: every variant's immutable tags, then (with
-    `signer` and `checker`) sign those digests, then every variant's floating tags, each
-    checked to name the same digest. Returns address -> `address@sha256:…`; raises a
-    ReleaseError on the first refused push or digest mismatch, with nothing after it pushed.
-    """
+    """Push the verified images in a fixed order: every variant's immutable tags (a tag that
+    already names a build of `revision` is kept: a rerun finishes a release rather than
+    pushing a new build), an index annotated as its images are; then (with `evidence`)
+    each platform image's SBOM and provenance attached; then (with `signer`) the
+    signatures; then every variant's floating tags, each put as the very bytes of the
+    immutable tag's manifest.
+    Returns address -> `address@sha256:…`; raises a ReleaseError on the first refused
+    push, with nothing after it pushed."""
     published: dict[str, str] = {}
-    digest: dict[Variant, str] = {}
-    for floating in (False, True):
-        if floating and signer is not None and checker is not None:
-            await sign(signer, checker, images, digests(release, published))
-        for v in release.addresses:
-            verified = [images[(v, dagger.Platform(p))] for p in v.spec.platforms]
-            for address in release.floating(v) if floating else release.immutable(v):
-                reference = await _push_one(pusher, address, verified)
-                got = reference.rpartition("@")[2]
-                if digest.setdefault(v, got) != got:
-                    raise ReleaseError(
-                        f"push {address}: the registry answered {got}, not {digest[v]} of "
-                        "the immutable tag; no further tag pushed"
-                    )
-                published[address] = reference
+    roots: dict[Variant, Manifest] = {}
+    for v in release.addresses:
+        verified = [images[(v, dagger.Platform(p))] for p in v.spec.platforms]
+        roots[v] = await _push_immutable(pusher, registry, release, v, verified, revision)
+        published.update({a: f"{a}@{roots[v].digest}" for a in release.immutable(v)})
+    platforms = {v: await _platform_manifests(registry, root) for v, root in roots.items()}
+    attached = []
+    if evidence is not None:
+        for v, manifests in platforms.items():
+            attached += await _attach(registry, evidence, release, v, manifests)
+    if signer is not None:
+        await signing.sign(
+            signer,
+            [f"{registry}@{root.digest}" for root in roots.values()],
+            [f"{registry}@{digest}" for digest in attached],
+            _provenances(registry, evidence, release, platforms) if evidence else {},
+        )
+    for v in release.addresses:
+        for address in release.floating(v):
+            await _put(registry, address, roots[v])
+            published[address] = f"{address}@{roots[v].digest}"
     return published
+
+
+async def _push_immutable(
+    pusher: dagger.Container,
+    registry: Registry,
+    release: Release,
+    variant: Variant,
+    images: list[dagger.Container],
+    revision: str,
+) -> Manifest:
+    """The variant's root manifest under its immutable tags: the one already there for
+    `revision`, or the engine's push of `images`, annotated (`_annotated`)."""
+    first, *others = release.immutable(variant)
+    existing = await _get(registry, _tag(first))
+    if existing is not None:
+        _same_build(first, existing, revision)
+    else:
+        reference = await _push_one(pusher, first, images)
+        existing = await _get(registry, reference.rpartition("@")[2])
+        if existing is None:
+            raise ReleaseError(f"push {first}: the registry has no {reference}")
+    root = _annotated(existing)
+    if root.body != existing.body:
+        await _put(registry, first, root)
+    for address in others:
+        found = await _get(registry, _tag(address))
+        if found is not None and found.digest != root.digest:
+            _same_build(address, found, revision)
+        await _put(registry, address, root)
+    return root
+
+
+def _same_build(address: str, found: Manifest, revision: str) -> None:
+    """An immutable tag names one build for good: reuse it only for the same revision."""
+    document = found.document
+    notes = document.get("annotations") or {}
+    if not notes and found.is_index and document.get("manifests"):
+        notes = document["manifests"][0].get("annotations") or {}
+    theirs = notes.get(REVISION, "")
+    if not revision or theirs != revision:
+        raise ReleaseError(
+            f"push {address}: the tag already names {found.digest} (revision "
+            f"{theirs or 'unknown'}, this one {revision or 'not given'}); an immutable tag is "
+            "pushed once: rerun with that --revision to finish its release, or release a "
+            "new version"
+        )
+
+
+def _annotated(root: Manifest) -> Manifest:
+    """An index with its images' annotations as its own (the engine puts them on each
+    manifest and index entry only; GHCR shows a multi-platform image's description and
+    source from the index's); an index annotated already, or one image's manifest, as is."""
+    document = root.document
+    entries = [entry.get("annotations") or {} for entry in document.get("manifests") or []]
+    if not root.is_index or "annotations" in document or not entries or entries[0] == {}:
+        return root
+    if any(notes != entries[0] for notes in entries):
+        return root  # images that disagree: no one description of them all
+    annotated = {**document, "annotations": entries[0]}
+    return Manifest(root.media_type, json.dumps(annotated, indent=2).encode())
+
+
+async def _platform_manifests(registry: Registry, root: Manifest) -> dict[str, Manifest]:
+    """Each platform's image manifest under `root` (an index, or one image's manifest)."""
+    if not root.is_index:
+        return {"": root}
+    found = {}
+    for entry in root.document["manifests"]:
+        platform = entry.get("platform") or {}
+        name = f"{platform.get('os')}/{platform.get('architecture')}"
+        if platform.get("variant"):
+            name += f"/{platform['variant']}"
+        manifest = await _get(registry, entry["digest"])
+        if manifest is None:
+            raise ReleaseError(f"read {registry}@{entry['digest']}: the registry has none")
+        found[name] = manifest
+    return found
+
+
+async def _attach(
+    registry: Registry,
+    evidence: Evidence,
+    release: Release,
+    variant: Variant,
+    manifests: dict[str, Manifest],
+) -> list[str]:
+    """Attach each platform image's SBOM and provenance; the attached artifacts' digests."""
+    digests = []
+    for platform, manifest in manifests.items():
+        name = platform or variant.spec.platforms[0]
+        pulled = dag.container(platform=dagger.Platform(name)).from_(
+            f"{registry}@{manifest.digest}"
+        )
+        sbom = await scanning.image_sbom(evidence.checker, pulled).contents()
+        statement = provenance.statement(
+            str(registry), manifest.digest, _predicate(evidence, release, variant, name)
+        )
+        for document in (
+            attachments.Document(attachments.CYCLONEDX, "sbom.cdx.json", sbom.encode()),
+            attachments.Document(attachments.IN_TOTO, "provenance.intoto.json", statement),
+        ):
+            digests.append(
+                await _registry_call(
+                    f"attach {document.title} to {registry}@{manifest.digest}",
+                    attachments.attach,
+                    registry,
+                    manifest,
+                    document,
+                )
+            )
+    return digests
+
+
+def _predicate(
+    evidence: Evidence, release: Release, variant: Variant, platform: str
+) -> dict[str, object]:
+    tags = [a.rpartition(":")[2] for a in release.addresses[variant]]
+    return provenance.predicate(
+        evidence.run, variant, platform, tags, evidence.base_images.get(variant, "")
+    )
+
+
+def _provenances(
+    registry: Registry,
+    evidence: Evidence,
+    release: Release,
+    platforms: dict[Variant, dict[str, Manifest]],
+) -> dict[str, str]:
+    """Each platform image's reference -> its provenance predicate (JSON), to attest."""
+    return {
+        f"{registry}@{manifest.digest}": json.dumps(
+            _predicate(evidence, release, v, platform or v.spec.platforms[0])
+        )
+        for v, manifests in platforms.items()
+        for platform, manifest in manifests.items()
+    }
+
+
+def _tag(address: str) -> str:
+    return address.rpartition(":")[2]
+
+
+async def _get(registry: Registry, reference: str) -> Manifest | None:
+    return await _registry_call(f"read {registry}:{reference}", registry.get, reference)
+
+
+async def _put(registry: Registry, address: str, manifest: Manifest) -> None:
+    await _registry_call(f"push {address}", registry.put, _tag(address), manifest)
+
+
+async def _registry_call(what: str, call: Callable[..., T], *args: object) -> T:
+    """A blocking registry call off the event loop; its failure a one-line ReleaseError."""
+    try:
+        return await asyncio.to_thread(call, *args)
+    except RegistryError as failed:
+        raise ReleaseError(str(failed)) from None
+    except ValueError as failed:  # a login the registry refused (registry_login)
+        raise ReleaseError(f"{what} failed: {failed}") from None
 
 
 async def _push_one(pusher: dagger.Container, address: str, images: list[dagger.Container]) -> str:
@@ -221,20 +408,6 @@ async def _push_one(pusher: dagger.Container, address: str, images: list[dagger.
 def digests(release: Release, published: dict[str, str]) -> dict[Variant, str]:
     """Each variant's pushed `ref@sha256:…` under its first immutable tag."""
     return {v: published[release.immutable(v)[0]] for v in release.addresses}
-
-
-async def sign(
-    signer: dagger.Container,
-    checker: dagger.Container,
-    images: PlatformImages,
-    pushed: dict[Variant, str],
-) -> None:
-    """Sign each variant's pushed digest, its platforms' SBOMs attached as attestations."""
-    for v, reference in pushed.items():
-        sboms = [
-            scanning.image_sbom(checker, images[(v, dagger.Platform(p))]) for p in v.spec.platforms
-        ]
-        await signing.sign(signer, reference, sboms)
 
 
 def manifest_documents(pushed: dict[Variant, str]) -> list[str]:

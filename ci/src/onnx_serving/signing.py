@@ -1,6 +1,9 @@
-"""Keyless signing of pushed digests with cosign (publish in GitHub Actions): the job's OIDC
-token proves who signed, and each platform's SBOM is attached as a signed attestation. The
-command lines are in commands.py."""
+"""Keyless signing of what `publish` pushed, with cosign (publish in GitHub Actions): the job's
+OIDC token proves who signed. Signed are each variant's index (with its platform manifests)
+and every attached document (SBOM, provenance: attachments.py), so a multi-MB SBOM is signed
+by digest and never sent to the transparency log whole; each platform image's provenance is
+also attested (`slsaprovenance1`), the form policy engines verify. The command lines are in
+commands.py."""
 
 from __future__ import annotations
 
@@ -34,12 +37,23 @@ def signer(
     )
 
 
-async def sign(signer: dagger.Container, reference: str, sboms: list[dagger.File]) -> None:
-    """Sign a pushed digest and attach each platform's SBOM as an attestation."""
-    signed = signer.with_exec(commands.cosign_sign_command(reference))
-    for n, sbom in enumerate(sboms):
-        path = f"/tmp/sbom-{n}.cdx.json"
-        signed = signed.with_file(path, sbom).with_exec(
+async def sign(
+    signer: dagger.Container,
+    images: list[str],
+    attached: list[str],
+    provenances: dict[str, str],
+) -> None:
+    """Sign each pushed `ref@sha256:…` of `images` (recursively: its platform manifests
+    too) and of `attached`, and attest each platform image's provenance predicate (JSON,
+    by the image's reference)."""
+    signed = signer
+    for reference in images:
+        signed = signed.with_exec(commands.cosign_sign_command(reference, recursive=True))
+    for reference in attached:
+        signed = signed.with_exec(commands.cosign_sign_command(reference, recursive=False))
+    for n, (reference, predicate) in enumerate(provenances.items()):
+        path = f"/tmp/provenance-{n}.json"
+        signed = signed.with_new_file(path, predicate).with_exec(
             commands.cosign_attest_command(reference, path)
         )
     await signed.sync()

@@ -140,6 +140,12 @@ def is_floating(tag: str, suffix: str = "") -> bool:
     return tag.endswith(suffix) and bool(_FLOATING.fullmatch(tag.removesuffix(suffix)))
 
 
+def tag_names(refs: Iterable[str]) -> list[str]:
+    """Tag names, sorted and once each, from tag refs given short ("v1.2.3", as the engine's
+    GitRepository.tags answers) or in full ("refs/tags/v1.2.3")."""
+    return sorted({ref.removeprefix("refs/tags/") for ref in refs})
+
+
 def git_release_tags(packed_refs: str, loose_tags: Iterable[str]) -> list[str]:
     """Tag names from a repository's .git: `packed-refs` text and the refs/tags/ file names."""
     names = [

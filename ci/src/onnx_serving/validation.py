@@ -85,6 +85,28 @@ def registry(host: str) -> str:
     return host
 
 
+def registries(hosts: list[str] | None) -> list[str]:
+    """The registries one publish pushes to, each a host[:port] once; ghcr.io by default."""
+    chosen = [registry(host) for host in hosts or ["ghcr.io"]]
+    repeated = sorted({h for h in chosen if chosen.count(h) > 1})
+    if repeated:
+        raise ValueError(f"registry {repeated[0]!r} is given twice: name each registry once")
+    return chosen
+
+
+def login_source(has_username: bool, has_docker_config: bool, registries: int) -> None:
+    """One source of logins: --username/--password (one registry) or --docker-config."""
+    if has_username and has_docker_config:
+        raise ValueError(
+            "give --username/--password or --docker-config, not both: the logins come from one"
+        )
+    if has_username and registries > 1:
+        raise ValueError(
+            "--username/--password log in to one registry: for several, give --docker-config "
+            "(a Docker config file with a login for each)"
+        )
+
+
 def repository(path: str, registry_host: str) -> str:
     """A repository path such as my-org/onnx-serving, lowercased.
 
