@@ -262,7 +262,9 @@ class FakeEngine:
         if leaf == "publish":
             images = chain[-1].args["platformVariants"]
             return self.registry.engine_push(chain[-1].args["address"], images)
-        if leaf == "sync" and any("cosign" in str(c.args.get("args")) for c in execs):
+        if leaf == "sync" and execs and execs[-1].args["args"][:2] == ["cosign", "verify"]:
+            self.registry.steps.append("verify")
+        elif leaf == "sync" and any("cosign" in str(c.args.get("args")) for c in execs):
             self.registry.steps.append("sign")
         if leaf == "contents" and chain[-2].args.get("path", "").endswith("sbom.cdx.json"):
             return STAND_IN_SBOM

@@ -31,16 +31,21 @@ def test_docker_hub_is_found_under_its_legacy_key() -> None:
     assert login(text, "docker.io") == Login("me", "pat")
 
 
-def test_a_registry_filed_with_its_scheme_is_found() -> None:
-    text = _config(
-        auths={"https://123.dkr.ecr.eu-west-1.amazonaws.com": {"auth": _auth("AWS", "x")}}
-    )
-    assert login(text, "123.dkr.ecr.eu-west-1.amazonaws.com") == Login("AWS", "x")
+@pytest.mark.parametrize(
+    "key", ["https://ecr.example", "http://ecr.example", "https://ecr.example/", "ecr.example/v2/"]
+)
+def test_a_registry_filed_with_a_scheme_or_path_is_found(key: str) -> None:
+    text = _config(auths={key: {"auth": _auth("AWS", "x")}})
+    assert login(text, "ecr.example") == Login("AWS", "x")
 
 
 def test_an_identity_token_is_given_as_a_token_login() -> None:
-    text = _config(auths={"acme.azurecr.io": {"identitytoken": "refresh-token"}})
+    entry = {"auth": _auth(TOKEN_USERNAME, ""), "identitytoken": "refresh-token"}
+    text = _config(auths={"acme.azurecr.io": entry})
     assert login(text, "acme.azurecr.io") == Login(TOKEN_USERNAME, "refresh-token")
+    # A full login beside a token: the login is what `docker login` stored last.
+    text = _config(auths={"acme.azurecr.io": {**entry, "auth": _auth("ci", "pw")}})
+    assert login(text, "acme.azurecr.io") == Login("ci", "pw")
 
 
 def test_explicit_username_and_password_fields_are_read() -> None:
@@ -52,6 +57,12 @@ def test_explicit_username_and_password_fields_are_read() -> None:
     ("document", "message"),
     [
         ({"credsStore": "desktop"}, "docker-credential-desktop, which publish cannot run"),
+        (
+            {"auths": {"ghcr.io": {}}, "credsStore": "desktop"},  # as Docker Desktop writes it
+            "docker-credential-desktop, which publish cannot run",
+        ),
+        ({"auths": "ghcr.io"}, "must be JSON objects"),
+        ({"credHelpers": "gh"}, "must be JSON objects"),
         ({"credHelpers": {"ghcr.io": "gh"}}, "docker-credential-gh, which publish cannot run"),
         ({"auths": {"ghcr.io": {"auth": "not base64!"}}}, "the entry for ghcr.io has no login"),
         ({"auths": {"ghcr.io": {"auth": _auth("bot", "")}}}, "the entry for ghcr.io has no login"),

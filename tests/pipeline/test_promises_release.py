@@ -42,17 +42,14 @@ def published_with_signing(plan: Release) -> tuple[FakeEngine, dict[str, str]]:
     repository = next(iter(plan.addresses.values()))[0].rpartition(":")[0]
     host, _, path = repository.partition("/")
     with fake_engine() as engine:
-        published = asyncio.run(
-            release.push(
-                dag.container(),
-                cast(Registry, engine.registry.client(host, path)),
-                images(),
-                plan,
-                REVISION,
-                None,
-                dag.container().from_("signer"),
-            )
+        target = release.Target(
+            plan,
+            cast(Registry, engine.registry.client(host, path)),
+            None,
+            None,
+            dag.container().from_("signer"),
         )
+        published = asyncio.run(release.push([target], images(), REVISION))
     return engine, published
 
 

@@ -55,23 +55,29 @@ def test_the_predicate_names_what_was_built_from_what_by_whom() -> None:
     assert definition["internalParameters"] == {"created": "2026-01-02T03:04:05Z"}
     assert definition["resolvedDependencies"] == [
         {"uri": f"git+https://github.com/acme/onnx@{REVISION}", "digest": {"gitCommit": REVISION}},
-        {"uri": "docker://python:3.11-slim-bookworm", "digest": {"sha256": "b" * 64}},
+        {"uri": "pkg:docker/python@3.11-slim-bookworm", "digest": {"sha256": "b" * 64}},
         {"name": "models/mlp/1/model.onnx", "digest": {"sha256": MODEL}},
         {"name": "models/mlp/2/model.onnx", "digest": {"sha256": "c" * 64}},
     ]
-    assert predicate["runDetails"] == {"builder": {"id": RUN}, "metadata": {"invocationId": RUN}}
+    # The builder is the repository's workflows (stable, to allow-list); the run the invocation.
+    assert predicate["runDetails"] == {
+        "builder": {"id": "https://github.com/acme/onnx/.github/workflows"},
+        "metadata": {"invocationId": RUN},
+    }
 
 
 def test_a_local_run_a_model_url_and_an_unpinned_base_are_said_as_they_are() -> None:
     fetched = ModelOptions("scorer", 1, "https://example.invalid/m.onnx", MODEL)
     metadata = ImageMetadata(models=f"scorer/1@sha256:{MODEL}", fetch=fetched)
     run = provenance.BuildRun(metadata, "0.0.0-dev", "")
-    predicate = provenance.predicate(run, Variant.cpu, "linux/amd64", [], "python:3.11-slim")
+    base = "127.0.0.1:5000/library/python:3.11-slim"
+    predicate = provenance.predicate(run, Variant.cpu, "linux/amd64", [], base)
     definition = predicate["buildDefinition"]
     assert isinstance(definition, dict)
     assert definition["externalParameters"]["modelUrl"] == "https://example.invalid/m.onnx"
     assert definition["resolvedDependencies"] == [
-        {"uri": "docker://python:3.11-slim"},  # no digest: none is claimed
+        # No digest: none is claimed; the registry a qualifier of the package URL.
+        {"uri": "pkg:docker/library/python@3.11-slim?repository_url=127.0.0.1:5000"},
         {"name": "models/scorer/1/model.onnx", "digest": {"sha256": MODEL}},
     ]
     assert predicate["runDetails"] == {"builder": {"id": provenance.LOCAL_BUILDER}}

@@ -52,12 +52,14 @@ def _release(*tags: str) -> Release:
     )
 
 
-def _images(revision: str = REVISION) -> PlatformImages:
-    """Each variant's image per platform, annotated with `revision` as release.build does."""
+def _images(revision: str = REVISION, version: str = "11.22.33") -> PlatformImages:
+    """Each variant's image per platform, annotated with its revision and version as
+    release.build does."""
     return {
         (v, dagger.Platform(p)): dag.container(platform=dagger.Platform(p))
         .from_(f"built/{v.value}:{p}")
         .with_annotation(release.REVISION, revision)
+        .with_annotation(release.VERSION, version)
         for v in VARIANTS
         for p in v.spec.platforms
     }
@@ -69,26 +71,44 @@ def _run(
     registry: FakeRegistry | None = None,
     revision: str = REVISION,
     sync: Any = None,
+    hosts: tuple[str, ...] = ("ghcr.io",),
 ) -> tuple[FakeEngine, dict[str, str] | BaseException]:
-    """(the engine's record, what release.push returned or raised) of one release, into
-    `registry` (a fresh one by default: a rerun passes the first run's)."""
-    signer = dag.container().from_("signer") if signing else None
+    """(the engine's record, what release.push returned or raised) of one release to each
+    of `hosts`, into `registry` (a fresh one by default: a rerun passes the first run's)."""
     checker = dag.container().from_("checker")
     run = provenance.BuildRun(METADATA, plan.version, "")
     evidence = release.Evidence(checker, run, dict.fromkeys(VARIANTS, BASE))
     with fake_engine({"sync": sync} if sync else None) as engine:
         if registry is not None:
             engine.registry = registry
-        target = cast(Registry, engine.registry.client("ghcr.io", "acme/onnx"))
+        targets = [
+            release.Target(
+                _moved(plan, host),
+                cast(Registry, engine.registry.client(host, "acme/onnx")),
+                None,
+                None,
+                dag.container().from_("signer") if signing else None,
+            )
+            for host in hosts
+        ]
         try:
             result: dict[str, str] | BaseException = asyncio.run(
-                release.push(
-                    dag.container(), target, _images(revision), plan, revision, evidence, signer
-                )
+                release.push(targets, _images(revision, plan.version), revision, evidence)
             )
         except Exception as failed:  # the test asserts on it
             result = failed
     return engine, result
+
+
+def _moved(plan: Release, host: str) -> Release:
+    """`plan` with its addresses in the registry `host`."""
+    return Release(
+        plan.version,
+        {
+            v: [a.replace("ghcr.io/", f"{host}/", 1) for a in a_s]
+            for v, a_s in plan.addresses.items()
+        },
+    )
 
 
 def _steps(engine: FakeEngine) -> list[str]:
@@ -245,8 +265,93 @@ def test_an_immutable_tag_of_another_revision_stops_the_release() -> None:
     _, failed = _run(_release("11.22.33", "latest"), registry=registry, revision=other)
     assert isinstance(failed, ReleaseError)
     assert str(failed).startswith(f"push {REPO}:11.22.33: the tag already names sha256:")
-    assert f"(revision {REVISION}, this one {other})" in str(failed)
+    assert f"a build of revision {REVISION} version 11.22.33 (this release: {other}" in str(failed)
     assert registry.steps == []  # nothing pushed, no floating tag moved
+
+
+def test_a_build_of_another_version_is_not_kept() -> None:
+    # The edge build of the same commit already names sha-0123456 (version 0.0.0-edge…): a
+    # release line of that commit must not move 11.22, 11 and latest onto it.
+    registry = FakeRegistry()
+    edge = Release("0.0.0-edge.0123456", _release("sha-0123456", "edge").addresses)
+    _run(edge, registry=registry)
+    registry.steps.clear()
+    _, failed = _run(_release("sha-0123456", "11.22", "latest"), registry=registry)
+    assert isinstance(failed, ReleaseError)
+    assert "version 0.0.0-edge.0123456 (this release: " in str(failed)
+    assert registry.steps == []
+
+
+def test_a_conflict_in_any_variant_stops_the_release_before_the_first_push() -> None:
+    registry = FakeRegistry()
+    _run(_release("11.22.33"), registry=registry, revision="f" * 40)
+    del registry.manifests[(REPO, "11.22.33")]  # only the gpu tag is left, of another build
+    registry.steps.clear()
+    _, failed = _run(_release("11.22.33", "latest"), registry=registry)
+    assert isinstance(failed, ReleaseError)
+    assert str(failed).startswith(f"push {REPO}:11.22.33-gpu: the tag already names")
+    assert registry.steps == []  # cpu was not pushed either
+
+
+def test_a_signed_rerun_keeps_only_a_build_its_workflows_signed_and_signs_nothing_again() -> None:
+    plan = _release("11.22.33", "latest")
+    registry = FakeRegistry(refused={"latest"})
+    _run(plan, signing=True, registry=registry)
+    first = registry.manifests[(REPO, "11.22.33")].digest
+    listed = registry.manifests[(REPO, attachments.fallback_tag(_platform_digests_of(registry)))]
+    registry.refused.clear()
+    registry.steps.clear()
+    engine, rerun = _run(plan, signing=True, registry=registry)
+    assert isinstance(rerun, dict) and rerun[f"{REPO}:latest"].split("@")[1] == first
+    # Each kept build's signature is checked; nothing is built, attached or signed again.
+    assert registry.steps == ["verify", "verify", "put latest", "put latest-gpu"]
+    verified = [
+        c.args["args"]
+        for q in engine.queries_named("sync")
+        for c in find(q, "withExec")
+        if c.args["args"][:2] == ["cosign", "verify"]
+    ]
+    assert verified[0][-1] == f"{REPO}@{first}"
+    assert "--certificate-identity-regexp" in verified[0]
+    assert verified[0][verified[0].index("--certificate-identity-regexp") + 1] == (
+        r"^https://github\.com/acme/onnx/\.github/workflows/"
+    )
+    assert (
+        registry.manifests[(REPO, attachments.fallback_tag(_platform_digests_of(registry)))]
+        == listed
+    )
+
+
+def _platform_digests_of(registry: FakeRegistry) -> str:
+    """The first platform image's digest under the cpu index of 11.22.33."""
+    index = registry.manifests[(REPO, "11.22.33")].document
+    return str(index["manifests"][0]["digest"])
+
+
+def test_a_kept_build_without_this_repository_s_signature_is_refused() -> None:
+    def unsigned(chain: Any) -> str:
+        if find(chain, "withExec")[-1].args["args"][:2] == ["cosign", "verify"]:
+            raise RuntimeError("cosign: no matching signatures")
+        return "container-id"
+
+    registry = FakeRegistry()
+    _run(_release("11.22.33"), registry=registry)  # pushed without signing, e.g. by hand
+    registry.steps.clear()
+    _, failed = _run(_release("11.22.33", "latest"), True, registry, sync=unsigned)
+    assert isinstance(failed, ReleaseError)
+    assert "which no workflow of https://github.com/acme/onnx signed" in str(failed)
+    assert registry.steps == []  # nothing signed, no floating tag moved
+
+
+def test_every_registry_gets_its_immutable_tags_before_any_floating_tag_moves() -> None:
+    engine, published = _run(_release("11.22.33", "latest"), hosts=("ghcr.io", "quay.io"))
+    assert isinstance(published, dict)
+    steps = engine.registry.steps
+    floating = [n for n, step in enumerate(steps) if step.startswith("put latest")]
+    immutable = [n for n, step in enumerate(steps) if "11.22.33" in step]
+    assert len(floating) == 4 and len(immutable) == 6  # per registry: 2 pushes, 1 annotation
+    assert max(immutable) < min(floating)
+    assert published["quay.io/acme/onnx:latest"].startswith("quay.io/acme/onnx:latest@sha256:")
 
 
 def test_a_release_line_gets_its_commit_as_the_immutable_tag() -> None:

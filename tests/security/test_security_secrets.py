@@ -84,7 +84,7 @@ def record_publish() -> tuple[FakeEngine, str, dagger.Secret]:
         out = asyncio.run(
             module.publish(
                 tag="v1.2.3",
-                registry="127.0.0.1:5000",
+                registry=["127.0.0.1:5000"],
                 repository="security/onnx-serving",
                 username="release-bot",
                 password=password,
@@ -99,7 +99,9 @@ def test_publish_plan_and_logs_hold_no_plaintext(
     caplog.set_level(logging.DEBUG)  # every logger, the SDK's included
     engine, out, password = record_publish()
     publishes = engine.queries_named("publish")
-    assert len(publishes) == 8  # 4 tags x 2 variants: the walk covers every push
+    assert len(publishes) == 2  # the engine pushes each variant's immutable tag; the module's
+    floating = [step for step in engine.registry.steps if step.startswith("put ")]
+    assert len(floating) == 7  # registry calls put the 6 floating tags and annotate an index
     # The one read of the value is the login round trip (registry_login, before any build),
     # which runs in the module's own process; no query sent to the engine carries it.
     reads = [q for q in engine.queries if q[-1].name == "plaintext"]

@@ -7,6 +7,7 @@ too. Pure Python, no dagger import: tests import it without an engine.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 
@@ -151,6 +152,21 @@ def cosign_sign_command(reference: str, recursive: bool, cosign: str = "cosign")
     """Keyless signature of a pushed `ref@sha256:…` (`recursive`: an index's platform
     manifests too)."""
     return [cosign, "sign", "--yes", *(["--recursive"] if recursive else []), reference]
+
+
+# Who signs in GitHub Actions: the OIDC issuer of its tokens, and the certificate identity of
+# a workflow of the repository at SOURCE_URL (https://github.com/ORG/REPO).
+ACTIONS_OIDC_ISSUER = "https://token.actions.githubusercontent.com"
+
+
+def cosign_verify_command(reference: str, source_url: str, cosign: str = "cosign") -> list[str]:
+    """Check that a pushed `ref@sha256:…` carries a keyless signature made by a workflow of
+    the repository at `source_url`."""
+    identity = f"^{re.escape(source_url)}/\\.github/workflows/"
+    return [
+        *(cosign, "verify", "--certificate-oidc-issuer", ACTIONS_OIDC_ISSUER),
+        *("--certificate-identity-regexp", identity, reference),
+    ]
 
 
 def cosign_attest_command(reference: str, predicate: str, cosign: str = "cosign") -> list[str]:

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 # The user name a registry token is given with (ACR's refresh tokens, as its CLI does).
 TOKEN_USERNAME = "00000000-0000-0000-0000-000000000000"
-# The keys `docker login` files Docker Hub under.
+# The names Docker Hub's logins are filed under (`docker login` uses index.docker.io).
 _DOCKER_HUB = ("docker.io", "index.docker.io", "registry-1.docker.io")
-_DOCKER_HUB_KEY = "https://index.docker.io/v1/"
 
 
 @dataclass(frozen=True)
@@ -33,32 +32,31 @@ def login(text: str, host: str) -> Login | None:
         raise ValueError(f"--docker-config is not JSON: {error}") from None
     if not isinstance(config, dict):
         raise ValueError("--docker-config is not a Docker config file (a JSON object)")
-    auths = config.get("auths") or {}
-    entry = next((auths[key] for key in _keys(host) if key in auths), None)
-    if entry is None:
-        helper = (config.get("credHelpers") or {}).get(host) or config.get("credsStore")
-        if helper:
-            raise ValueError(
-                f"--docker-config keeps the login for {host} in the credential helper "
-                f"docker-credential-{helper}, which publish cannot run: log in with "
-                "`docker --config DIR login` into a config without credsStore, or give "
-                "--username and --password"
-            )
-        return None
-    return _entry_login(entry, host)
+    auths, helpers = config.get("auths") or {}, config.get("credHelpers") or {}
+    if not isinstance(auths, dict) or not isinstance(helpers, dict):
+        raise ValueError("--docker-config: `auths` and `credHelpers` must be JSON objects")
+    wanted = _hostname(host)
+    entry = next((e for key, e in auths.items() if _hostname(key) == wanted), None)
+    helper = helpers.get(host) or config.get("credsStore")
+    if not entry and helper:  # Docker files an empty entry where a helper keeps the login
+        raise ValueError(
+            f"--docker-config keeps the login for {host} in the credential helper "
+            f"docker-credential-{helper}, which publish cannot run: write the file's `auths` "
+            "entry yourself (docs/REGISTRY_GUIDE.md), or give --username and --password"
+        )
+    return _entry_login(entry, host) if entry is not None else None
 
 
-def _keys(host: str) -> list[str]:
-    """The `auths` keys a login for `host` may be filed under."""
-    names = [host, f"https://{host}", f"http://{host}", f"https://{host}/v1/"]
-    return [_DOCKER_HUB_KEY, *names] if host in _DOCKER_HUB else names
+def _hostname(key: str) -> str:
+    """The registry an `auths` key names, as Docker reads it: no scheme, no path; Docker
+    Hub's keys all name docker.io."""
+    name = key.removeprefix("https://").removeprefix("http://").split("/", 1)[0]
+    return "docker.io" if name in _DOCKER_HUB else name
 
 
 def _entry_login(entry: object, host: str) -> Login:
     if not isinstance(entry, dict):
         raise ValueError(f"--docker-config: the entry for {host} is not an object")
-    if entry.get("identitytoken"):
-        return Login(TOKEN_USERNAME, str(entry["identitytoken"]))
     if entry.get("username") and entry.get("password"):
         return Login(str(entry["username"]), str(entry["password"]))
     try:
@@ -66,9 +64,11 @@ def _entry_login(entry: object, host: str) -> Login:
     except (binascii.Error, UnicodeDecodeError):
         decoded = ""
     username, colon, password = decoded.partition(":")
-    if not (username and colon and password):
-        raise ValueError(
-            f"--docker-config: the entry for {host} has no login (auth is not base64 "
-            "user:password, and there is no identitytoken)"
-        )
-    return Login(username, password)
+    if username and colon and password:
+        return Login(username, password)
+    if entry.get("identitytoken"):  # ACR: `auth` names the token user, without a password
+        return Login(TOKEN_USERNAME, str(entry["identitytoken"]))
+    raise ValueError(
+        f"--docker-config: the entry for {host} has no login (auth is not base64 "
+        "user:password, and there is no identitytoken)"
+    )

@@ -360,30 +360,28 @@ class OnnxServing:
         inputs = await self._inputs(models, options)
 
         native = await dag.default_platform()
-        images = release.build(inputs, targets[0][0])  # one build, pushed to every registry
+        plans = [plan for plan, *_ in targets]
+        images = release.build(inputs, plans[0])  # one build, pushed to every registry
         checker = containers.check_container(inputs)
         judge = await self._gate(gate.Severity.HIGH, False)
         await release.verify(checker, images, judge, native, inputs.metadata.models)
+        run = provenance.BuildRun(inputs.metadata, plans[0].version, run_url)
         bases = {v: await base_image(inputs.checkout, inputs.metadata, v) for v in chosen}
-        lines = []
-        for plan, client, user, secret in targets:
-            run = provenance.BuildRun(inputs.metadata, plan.version, run_url)
-            signer = None
-            if keyless and oidc_request_url and oidc_request_token and user and secret:
-                signer = signing.signer(
-                    checker, client.host, user, secret, oidc_request_url, oidc_request_token
-                )
-            published = await release.push(
-                release.publisher(client.host, user, secret),
-                client,
-                images,
-                plan,
-                self.revision,
-                release.Evidence(checker, run, bases),
-                signer,
-            )
-            lines += [published[a] for addresses in plan.addresses.values() for a in addresses]
-            if manifests:
+        oidc = None
+        if keyless and oidc_request_url is not None and oidc_request_token is not None:
+            oidc = (oidc_request_url, oidc_request_token)
+        published = await release.push(
+            [
+                release.Target(plan, client, user, pw, _signer(checker, client, user, pw, oidc))
+                for plan, client, user, pw in targets
+            ],
+            images,
+            self.revision,
+            release.Evidence(checker, run, bases),
+        )
+        lines = [published[a] for plan in plans for v in plan.addresses for a in plan.addresses[v]]
+        if manifests:
+            for plan in plans:
                 lines += release.manifest_documents(release.digests(plan, published))
         return "\n".join(lines)
 
@@ -527,6 +525,19 @@ class OnnxServing:
         return await scanning.severity_gate(
             self.source, severity, ignore_unfixed, self.offline_scan
         )
+
+
+def _signer(
+    checker: dagger.Container,
+    registry: registry_api.Registry,
+    username: str | None,
+    password: dagger.Secret | None,
+    oidc: tuple[dagger.Secret, dagger.Secret] | None,
+) -> dagger.Container | None:
+    """The container that signs in `registry` keylessly, when OIDC secrets are given."""
+    if oidc is None or username is None or password is None:
+        return None
+    return signing.signer(checker, registry.host, username, password, *oidc)
 
 
 def _login(

@@ -47,7 +47,7 @@ def predicate(
         dependencies.append({"uri": f"{source}@{metadata.revision}", "digest": commit})
     if base_image:
         name, _, digest = base_image.partition("@")
-        entry: dict[str, object] = {"uri": f"docker://{name}"}
+        entry: dict[str, object] = {"uri": _purl(name)}
         if digest.startswith("sha256:"):
             entry["digest"] = {"sha256": digest.removeprefix("sha256:")}
         dependencies.append(entry)
@@ -68,7 +68,12 @@ def predicate(
     }
     if metadata.fetch.url:
         external["modelUrl"] = metadata.fetch.url
-    run_details: dict[str, object] = {"builder": {"id": run.run_url or LOCAL_BUILDER}}
+    # The builder is stable (a verifier allow-lists it): this repository's workflows; the
+    # run that built the image is the invocation.
+    builder = f"{metadata.source_url}/.github/workflows" if metadata.source_url else ""
+    run_details: dict[str, object] = {
+        "builder": {"id": builder if run.run_url and builder else LOCAL_BUILDER}
+    }
     if run.run_url:
         run_details["metadata"] = {"invocationId": run.run_url}
     return {
@@ -80,6 +85,18 @@ def predicate(
         },
         "runDetails": run_details,
     }
+
+
+def _purl(reference: str) -> str:
+    """An image reference (`name[:tag]`, no digest) as a package URL, as BuildKit's
+    provenance names its base images: pkg:docker/NAME@TAG, a registry host as a qualifier."""
+    name, tag = reference, "latest"
+    if ":" in reference.rsplit("/", 1)[-1]:
+        name, _, tag = reference.rpartition(":")
+    first, _, rest = name.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        return f"pkg:docker/{rest}@{tag}?repository_url={first}"
+    return f"pkg:docker/{name}@{tag}"
 
 
 def statement(repository: str, digest: str, provenance: dict[str, object]) -> bytes:

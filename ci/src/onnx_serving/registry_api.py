@@ -39,6 +39,11 @@ class RegistryError(Exception):
     """A registry call that failed, in one line naming what was asked."""
 
 
+def _origin(url: str) -> tuple[str, str]:
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme, parts.netloc
+
+
 def digest_of(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
@@ -56,7 +61,12 @@ class Manifest:
 
     @property
     def document(self) -> dict[str, Any]:
-        document: dict[str, Any] = json.loads(self.body)
+        try:
+            document = json.loads(self.body)
+        except ValueError:
+            document = None
+        if not isinstance(document, dict):
+            raise RegistryError(f"manifest {self.digest} is not a JSON object")
         return document
 
     @property
@@ -124,6 +134,8 @@ class Registry:
         status, started, body = self._call("POST", "blobs/uploads/", {"Content-Length": "0"}, b"")
         self._expect(status, (202,), f"upload to {self}", body)
         location = urllib.parse.urljoin(self._base + "/", started.get("Location", ""))
+        if _origin(location) != _origin(self._base):  # the login goes to this registry only
+            raise RegistryError(f"upload to {self}: the registry sent it to {location!r}")
         separator = "&" if "?" in location else "?"
         url = f"{location}{separator}{urllib.parse.urlencode({'digest': digest})}"
         status, _, body = self._call("PUT", url, {"Content-Type": "application/octet-stream"}, data)
@@ -136,8 +148,7 @@ class Registry:
         status, _, body = self._call("GET", f"referrers/{digest}", {"Accept": OCI_INDEX})
         if status != 200:
             return None
-        found: dict[str, Any] = json.loads(body)
-        return found
+        return Manifest(OCI_INDEX, body).document
 
     def _call(
         self, method: str, path: str, headers: dict[str, str], body: bytes | None = None
@@ -156,7 +167,12 @@ class Registry:
             request.add_header("Authorization", self._authorization)
         try:
             with self._opener.open(request, timeout=self._timeout) as reply:
-                return reply.status, reply.headers, reply.read(MAX_MANIFEST_BYTES)
+                answer = reply.read(MAX_MANIFEST_BYTES + 1)
+                if len(answer) > MAX_MANIFEST_BYTES:
+                    raise RegistryError(
+                        f"{method} {url}: the answer exceeds {MAX_MANIFEST_BYTES} bytes"
+                    )
+                return reply.status, reply.headers, answer
         except urllib.error.HTTPError as error:
             return error.code, error.headers, error.read(64 << 10)
         except _UNANSWERED as e:
@@ -169,15 +185,7 @@ class Registry:
         if scheme == "basic":
             fresh = self._credentials
         elif scheme == "bearer":
-            token = bearer_token(
-                self._opener,
-                self.host,
-                params,
-                self.repository,
-                "push,pull",
-                self._credentials,
-                self._timeout,
-            )
+            token = self._token(params)
             fresh = f"Bearer {token}" if token is not None else None
         else:
             return False
@@ -185,6 +193,23 @@ class Registry:
             return False
         self._authorization = fresh
         return True
+
+    def _token(self, challenge: dict[str, str]) -> str | None:
+        try:
+            return bearer_token(
+                self._opener,
+                self.host,
+                challenge,
+                self.repository,
+                "push,pull",
+                self._credentials,
+                self._timeout,
+            )
+        except _UNANSWERED as error:
+            reason = getattr(error, "reason", None) or type(error).__name__
+            raise RegistryError(f"{self}: its token realm does not answer: {reason}") from None
+        except ValueError as refused:  # a realm that is not https, an answer without a token
+            raise RegistryError(str(refused)) from None
 
     @staticmethod
     def _expect(status: int, wanted: tuple[int, ...], what: str, body: bytes) -> None:

@@ -10,7 +10,8 @@ push after every build.
 Stdlib only: it runs in the module's own process. Credentials never follow a redirect (a
 3xx is an error here) and go over https only; loopback registries are plain HTTP, as Docker
 treats them. A loopback registry the module's process cannot reach (under an engine in a
-container, the module has a loopback of its own) is left to the push to judge.
+container, the module has a loopback of its own) is UNREACHED: `scan-published` leaves it
+to the pull, `publish` (which reads and moves tags itself) refuses it.
 """
 
 from __future__ import annotations

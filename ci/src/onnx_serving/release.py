@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -34,8 +35,9 @@ PlatformImages = dict[tuple[Variant, dagger.Platform], dagger.Container]
 # The images' own title and licence (their labels, dockerfiles/Dockerfile; pyproject.toml).
 TITLE = "onnx-serving"
 LICENSES = "Apache-2.0"
-# The annotation that says which commit an image was built from.
+# The annotations that say which commit and release an image was built for.
 REVISION = "org.opencontainers.image.revision"
+VERSION = "org.opencontainers.image.version"
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,7 @@ def manifest_annotations(inputs: BuildInputs, variant: Variant, version: str) ->
         "org.opencontainers.image.description": variant.spec.description,
         "org.opencontainers.image.source": metadata.source_url,
         REVISION: metadata.revision,
-        "org.opencontainers.image.version": version,
+        VERSION: version,
         "org.opencontainers.image.licenses": LICENSES,
         "org.opencontainers.image.created": metadata.created,
         "io.onnx-serving.models": metadata.models,
@@ -171,24 +173,45 @@ def pulled(
     for tag in tags:
         for v in PUBLISHED:
             address = f"{repository}:{tag}{v.spec.tag_suffix}"
-            puller = dag.container(platform=dagger.Platform(v.spec.platforms[0]))
-            if username is not None and password is not None:
-                puller = puller.with_registry_auth(host, username, password)
+            puller = logged_in(host, username, password, dagger.Platform(v.spec.platforms[0]))
             images[address] = puller.from_(address)
     return images
 
 
-def publisher(host: str, username: str | None, password: dagger.Secret | None) -> dagger.Container:
-    """The container whose `publish` pushes, logged in when credentials are given."""
+def logged_in(
+    host: str,
+    username: str | None,
+    password: dagger.Secret | None,
+    platform: dagger.Platform | None = None,
+) -> dagger.Container:
+    """An empty container logged in to `host` when credentials are given: what pushes, and
+    what pulls a pushed image back."""
+    container = dag.container(platform=platform)
     if username is not None and password is not None:
-        return dag.container().with_registry_auth(host, username, password)
-    return dag.container()
+        return container.with_registry_auth(host, username, password)
+    return container
+
+
+@dataclass(frozen=True)
+class Target:
+    """One registry a release goes to: its addresses, its client and login, and (with OIDC
+    secrets) the container that signs there."""
+
+    release: Release
+    registry: Registry
+    username: str | None
+    password: dagger.Secret | None
+    signer: dagger.Container | None = None
+
+    def container(self, platform: dagger.Platform | None = None) -> dagger.Container:
+        return logged_in(self.registry.host, self.username, self.password, platform)
 
 
 @dataclass(frozen=True)
 class Evidence:
-    """What `push` attaches to every pushed platform image (attachments.py): its SBOM, made
-    by `checker` from the image pulled by digest, and its provenance (provenance.py)."""
+    """What `push` attaches to every platform image it pushes (attachments.py): its SBOM,
+    made by `checker` from the image pulled back by digest, and its provenance
+    (provenance.py)."""
 
     checker: dagger.Container
     run: provenance.BuildRun
@@ -196,91 +219,150 @@ class Evidence:
 
 
 async def push(
-    pusher: dagger.Container,
-    registry: Registry,
+    targets: list[Target],
     images: PlatformImages,
-    release: Release,
     revision: str,
     evidence: Evidence | None = None,
-    signer: dagger.Container | None = None,
 ) -> dict[str, str]:
-    """Push the verified images in a fixed order: every variant's immutable tags (a tag that
-    already names a build of `revision` is kept: a rerun finishes a release rather than
-    pushing a new build), an index annotated as its images are; then (with `evidence`)
-    each platform image's SBOM and provenance attached; then (with `signer`) the
-    signatures; then every variant's floating tags, each put as the very bytes of the
-    immutable tag's manifest.
-    Returns address -> `address@sha256:…`; raises a ReleaseError on the first refused
-    push, with nothing after it pushed."""
+    """Push the verified images to every target in a fixed order. First every immutable tag
+    of every target is read: one that already names this release's build (same revision
+    and version; with signing, signed by this repository's workflows) is kept, so a rerun
+    finishes a release instead of pushing another build; any other stops the release before
+    anything is pushed. Then, target by target, the immutable tags of what is not kept (an
+    index annotated as its images are), each new platform image's SBOM and provenance
+    attached (`evidence`), and (with a signer) the new digests and documents signed. Only
+    then, once every immutable tag is read back unchanged, every target's floating tags are
+    put as the very bytes of its immutable tag's manifest. Returns address ->
+    `address@sha256:…`; raises a ReleaseError on the first failure, nothing after it pushed.
+    """
+    kept = [
+        {v: await _kept(t, v, revision, evidence) for v in t.release.addresses} for t in targets
+    ]
+    roots: list[dict[Variant, Manifest]] = []
+    for target, found in zip(targets, kept, strict=True):
+        roots.append(await _push_immutable(target, images, found, evidence))
     published: dict[str, str] = {}
-    roots: dict[Variant, Manifest] = {}
-    for v in release.addresses:
-        verified = [images[(v, dagger.Platform(p))] for p in v.spec.platforms]
-        roots[v] = await _push_immutable(pusher, registry, release, v, verified, revision)
-        published.update({a: f"{a}@{roots[v].digest}" for a in release.immutable(v)})
-    platforms = {v: await _platform_manifests(registry, root) for v, root in roots.items()}
-    attached = []
-    if evidence is not None:
-        for v, manifests in platforms.items():
-            attached += await _attach(registry, evidence, release, v, manifests)
-    if signer is not None:
-        await signing.sign(
-            signer,
-            [f"{registry}@{root.digest}" for root in roots.values()],
-            [f"{registry}@{digest}" for digest in attached],
-            _provenances(registry, evidence, release, platforms) if evidence else {},
-        )
-    for v in release.addresses:
-        for address in release.floating(v):
-            await _put(registry, address, roots[v])
-            published[address] = f"{address}@{roots[v].digest}"
+    for target, pushed in zip(targets, roots, strict=True):
+        for v, root in pushed.items():
+            for address in target.release.immutable(v):
+                if await _get(target.registry, _tag(address)) != root:
+                    raise ReleaseError(
+                        f"push {address}: the tag no longer names {root.digest} (another run "
+                        "pushed it meanwhile); no floating tag moved"
+                    )
+                published[address] = f"{address}@{root.digest}"
+    for target, pushed in zip(targets, roots, strict=True):
+        for v in target.release.addresses:
+            for address in target.release.floating(v):
+                await _put(target.registry, address, pushed[v])
+                published[address] = f"{address}@{pushed[v].digest}"
     return published
 
 
-async def _push_immutable(
-    pusher: dagger.Container,
-    registry: Registry,
-    release: Release,
-    variant: Variant,
-    images: list[dagger.Container],
-    revision: str,
-) -> Manifest:
-    """The variant's root manifest under its immutable tags: the one already there for
-    `revision`, or the engine's push of `images`, annotated (`_annotated`)."""
-    first, *others = release.immutable(variant)
-    existing = await _get(registry, _tag(first))
-    if existing is not None:
-        _same_build(first, existing, revision)
-    else:
-        reference = await _push_one(pusher, first, images)
-        existing = await _get(registry, reference.rpartition("@")[2])
-        if existing is None:
-            raise ReleaseError(f"push {first}: the registry has no {reference}")
-    root = _annotated(existing)
-    if root.body != existing.body:
-        await _put(registry, first, root)
-    for address in others:
-        found = await _get(registry, _tag(address))
-        if found is not None and found.digest != root.digest:
-            _same_build(address, found, revision)
-        await _put(registry, address, root)
-    return root
+async def _kept(
+    target: Target, variant: Variant, revision: str, evidence: Evidence | None
+) -> Manifest | None:
+    """The build the variant's immutable tags already name, if this release may keep it;
+    None when no immutable tag exists yet. Raises a ReleaseError for any other build."""
+    found: dict[str, Manifest] = {}
+    for address in target.release.immutable(variant):
+        manifest = await _get(target.registry, _tag(address))
+        if manifest is not None:
+            found[address] = manifest
+    if not found:
+        return None
+    address, manifest = next(iter(found.items()))
+    _same_build(address, manifest, revision, target.release.version)
+    if any(m.digest != manifest.digest for m in found.values()):
+        raise ReleaseError(
+            f"push {address}: the release's immutable tags name different builds: "
+            f"{', '.join(f'{a}@{m.digest}' for a, m in found.items())}"
+        )
+    if target.signer is not None:
+        # Never sign what this run did not build: a kept build must carry the signature of
+        # this repository's workflows already (made by the run that pushed it).
+        identity = evidence.run.metadata.source_url if evidence is not None else ""
+        try:
+            await signing.verify(target.signer, f"{target.registry}@{manifest.digest}", identity)
+        except Exception as unsigned:  # whatever the reason, it is not kept
+            raise ReleaseError(
+                f"push {address}: the tag names {manifest.digest}, which no workflow of "
+                f"{identity or 'this repository'} signed; an immutable tag is pushed once: "
+                "release a new version"
+            ) from unsigned
+    return manifest
 
 
-def _same_build(address: str, found: Manifest, revision: str) -> None:
-    """An immutable tag names one build for good: reuse it only for the same revision."""
+def _same_build(address: str, found: Manifest, revision: str, version: str) -> None:
+    """An immutable tag names one build for good: keep it only for the same release."""
     document = found.document
     notes = document.get("annotations") or {}
     if not notes and found.is_index and document.get("manifests"):
         notes = document["manifests"][0].get("annotations") or {}
-    theirs = notes.get(REVISION, "")
-    if not revision or theirs != revision:
+    theirs = (notes.get(REVISION, ""), notes.get(VERSION, ""))
+    if not revision or theirs != (revision, version):
         raise ReleaseError(
-            f"push {address}: the tag already names {found.digest} (revision "
-            f"{theirs or 'unknown'}, this one {revision or 'not given'}); an immutable tag is "
-            "pushed once: rerun with that --revision to finish its release, or release a "
-            "new version"
+            f"push {address}: the tag already names {found.digest}, a build of revision "
+            f"{theirs[0] or 'unknown'} version {theirs[1] or 'unknown'} (this release: "
+            f"{revision or 'no --revision'} version {version}); an immutable tag is pushed "
+            "once: rerun that release from its own commit, or release a new version"
         )
+
+
+async def _push_immutable(
+    target: Target,
+    images: PlatformImages,
+    kept: dict[Variant, Manifest | None],
+    evidence: Evidence | None,
+) -> dict[Variant, Manifest]:
+    """Each variant's root manifest under its immutable tags: the kept one as it is, or
+    the engine's push of the verified images, annotated (`_annotated`); the new ones get
+    their documents attached and, with a signer, signatures."""
+    roots: dict[Variant, Manifest] = {}
+    new: dict[Variant, Manifest] = {}
+    for v, root in kept.items():
+        if root is not None:  # kept: only the immutable tags a cut-off run did not push
+            roots[v] = root
+            for address in target.release.immutable(v):
+                if await _get(target.registry, _tag(address)) is None:
+                    await _put(target.registry, address, root)
+            continue
+        first, *others = target.release.immutable(v)
+        verified = [images[(v, dagger.Platform(p))] for p in v.spec.platforms]
+        reference = await _push_one(target.container(), first, verified)
+        pushed = await _get(target.registry, reference.rpartition("@")[2])
+        if pushed is None:
+            raise ReleaseError(f"push {first}: the registry has no {reference}")
+        roots[v] = new[v] = await _annotate(target.registry, first, pushed)
+        for address in others:
+            await _put(target.registry, address, roots[v])
+    platforms = {v: await _platform_manifests(target.registry, root) for v, root in new.items()}
+    attached: list[str] = []
+    if evidence is not None:
+        for v, manifests in platforms.items():
+            attached += await _attach(target, evidence, v, manifests)
+    if target.signer is not None and new:
+        await signing.sign(
+            target.signer,
+            [f"{target.registry}@{root.digest}" for root in new.values()],
+            [f"{target.registry}@{digest}" for digest in attached],
+            _provenances(target, evidence, platforms) if evidence else {},
+        )
+    return roots
+
+
+async def _annotate(registry: Registry, address: str, pushed: Manifest) -> Manifest:
+    """`pushed` with its images' annotations on the index too, put under `address` again;
+    where the registry refuses to move the tag (immutable tags), the engine's index as is."""
+    root = _annotated(pushed)
+    if root.body == pushed.body:
+        return pushed
+    try:
+        await _put(registry, address, root)
+    except ReleaseError as refused:
+        print(f"{refused}: the index keeps the annotations of its images only", file=sys.stderr)
+        return pushed
+    return root
 
 
 def _annotated(root: Manifest) -> Manifest:
@@ -315,22 +397,17 @@ async def _platform_manifests(registry: Registry, root: Manifest) -> dict[str, M
 
 
 async def _attach(
-    registry: Registry,
-    evidence: Evidence,
-    release: Release,
-    variant: Variant,
-    manifests: dict[str, Manifest],
+    target: Target, evidence: Evidence, variant: Variant, manifests: dict[str, Manifest]
 ) -> list[str]:
-    """Attach each platform image's SBOM and provenance; the attached artifacts' digests."""
+    """Attach each new platform image's SBOM and provenance; the artifacts' digests."""
+    registry = target.registry
     digests = []
     for platform, manifest in manifests.items():
         name = platform or variant.spec.platforms[0]
-        pulled = dag.container(platform=dagger.Platform(name)).from_(
-            f"{registry}@{manifest.digest}"
-        )
+        pulled = target.container(dagger.Platform(name)).from_(f"{registry}@{manifest.digest}")
         sbom = await scanning.image_sbom(evidence.checker, pulled).contents()
         statement = provenance.statement(
-            str(registry), manifest.digest, _predicate(evidence, release, variant, name)
+            str(registry), manifest.digest, _predicate(evidence, target.release, variant, name)
         )
         for document in (
             attachments.Document(attachments.CYCLONEDX, "sbom.cdx.json", sbom.encode()),
@@ -358,15 +435,12 @@ def _predicate(
 
 
 def _provenances(
-    registry: Registry,
-    evidence: Evidence,
-    release: Release,
-    platforms: dict[Variant, dict[str, Manifest]],
+    target: Target, evidence: Evidence, platforms: dict[Variant, dict[str, Manifest]]
 ) -> dict[str, str]:
-    """Each platform image's reference -> its provenance predicate (JSON), to attest."""
+    """Each new platform image's reference -> its provenance predicate (JSON), to attest."""
     return {
-        f"{registry}@{manifest.digest}": json.dumps(
-            _predicate(evidence, release, v, platform or v.spec.platforms[0])
+        f"{target.registry}@{manifest.digest}": json.dumps(
+            _predicate(evidence, target.release, v, platform or v.spec.platforms[0])
         )
         for v, manifests in platforms.items()
         for platform, manifest in manifests.items()
@@ -391,7 +465,7 @@ async def _registry_call(what: str, call: Callable[..., T], *args: object) -> T:
         return await asyncio.to_thread(call, *args)
     except RegistryError as failed:
         raise ReleaseError(str(failed)) from None
-    except ValueError as failed:  # a login the registry refused (registry_login)
+    except ValueError as failed:  # a document the registry answered that is not JSON
         raise ReleaseError(f"{what} failed: {failed}") from None
 
 

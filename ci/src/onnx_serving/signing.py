@@ -57,3 +57,10 @@ async def sign(
             commands.cosign_attest_command(reference, path)
         )
     await signed.sync()
+
+
+async def verify(signer: dagger.Container, reference: str, source_url: str) -> None:
+    """Raise unless `reference` is signed by a workflow of the repository at `source_url`."""
+    if not source_url:
+        raise ValueError(f"{reference}: no --source-url to check its signature against")
+    await signer.with_exec(commands.cosign_verify_command(reference, source_url)).sync()
