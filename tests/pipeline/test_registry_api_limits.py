@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
@@ -14,24 +15,16 @@ import pytest
 
 from onnx_serving.registry_api import MAX_MANIFEST_BYTES, Registry, RegistryError
 
+from .test_registry_login import Registry as RegistryHandler
 
-class Hostile(BaseHTTPRequestHandler):
-    """A registry with Basic auth whose answers are set by the test."""
+
+class Hostile(RegistryHandler):
+    """A registry with Basic auth whose answers are set by the test (the login test's
+    registry's replies and quiet log)."""
 
     location: ClassVar[str] = ""
     body: ClassVar[bytes] = b"{}"
     seen: ClassVar[list[tuple[str, str | None]]] = []
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def _reply(self, status: int, body: bytes = b"", **headers: str) -> None:
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name.replace("_", "-"), value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
     def _handle(self) -> None:
         authorization = self.headers.get("Authorization")
@@ -48,17 +41,23 @@ class Hostile(BaseHTTPRequestHandler):
     do_GET = do_HEAD = do_POST = do_PUT = _handle
 
 
-@pytest.fixture
-def hostile() -> Iterator[str]:
-    Hostile.seen.clear()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """`handler` served on 127.0.0.1; its host:port."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield f"127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def hostile() -> Iterator[str]:
+    Hostile.seen.clear()
+    with serving(Hostile) as address:
+        yield address
 
 
 def test_an_upload_sent_to_another_origin_gets_no_credentials(hostile: str) -> None:
@@ -97,12 +96,7 @@ def test_a_token_realm_that_does_not_answer_is_one_line() -> None:
 
         do_GET = _handle
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Bearer)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        registry = Registry(f"127.0.0.1:{server.server_address[1]}", "acme/onnx", "bot", "pw")
+    with serving(Bearer) as address:
+        registry = Registry(address, "acme/onnx", "bot", "pw")
         with pytest.raises(RegistryError, match="its token realm does not answer"):
             registry.get("latest")
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -11,7 +11,6 @@ no redirect followed).
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
 import urllib.error
 import urllib.parse
@@ -20,7 +19,14 @@ from dataclasses import dataclass
 from email.message import Message
 from typing import Any
 
-from .registry_login import api_root, basic_authorization, bearer_token, challenge, opener
+from .registry_login import (
+    UNANSWERED,
+    api_root,
+    basic_authorization,
+    bearer_token,
+    challenge,
+    opener,
+)
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -30,9 +36,6 @@ INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
 ACCEPT = ", ".join((OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST))
 TIMEOUT_S = 60.0
 MAX_MANIFEST_BYTES = 4 << 20  # the registries' own limit for a manifest
-
-
-_UNANSWERED = (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException)
 
 
 class RegistryError(Exception):
@@ -175,7 +178,7 @@ class Registry:
                 return reply.status, reply.headers, answer
         except urllib.error.HTTPError as error:
             return error.code, error.headers, error.read(64 << 10)
-        except _UNANSWERED as e:
+        except UNANSWERED as e:
             reason = getattr(e, "reason", None) or type(e).__name__
             raise RegistryError(f"{method} {url}: {reason}") from None
 
@@ -205,7 +208,7 @@ class Registry:
                 self._credentials,
                 self._timeout,
             )
-        except _UNANSWERED as error:
+        except UNANSWERED as error:
             reason = getattr(error, "reason", None) or type(error).__name__
             raise RegistryError(f"{self}: its token realm does not answer: {reason}") from None
         except ValueError as refused:  # a realm that is not https, an answer without a token

@@ -34,6 +34,8 @@ _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "[::1]"}
 # Docker Hub's registry API is not served at the name images use (as containerd maps it).
 _API_HOSTS = {"docker.io": "registry-1.docker.io", "index.docker.io": "registry-1.docker.io"}
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
+# What an unreachable or broken registry raises from urllib.
+UNANSWERED = (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException)
 UNREACHED = "not reached from the module's process (a loopback registry): the push will tell"
 
 
@@ -130,7 +132,7 @@ def check_login(
             status = 401
         else:
             status, _, _ = _get(client, root, credentials, timeout)
-    except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as e:
+    except UNANSWERED as e:
         if is_loopback(host):
             return UNREACHED
         reason = getattr(e, "reason", None) or type(e).__name__
