@@ -11,7 +11,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from bench import chart, image_table, report, runner
+from bench import chart, image_table, report, runner, servers
 from bench.results import RunResults
 from bench.servers import ALL_SERVERS
 from bench.workload import DEFAULT_MODEL, REPO_ROOT, BenchError
@@ -46,6 +46,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--rounds", type=int, default=1, help="measure every cell N times, report the median"
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a folder holding another checkout's service/: measured as 'ours (baseline)' "
+        "beside ours (a change's before and after in one run)",
     )
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="ONNX model file")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results folder")
@@ -85,6 +91,9 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     try:
         names = args.servers.split(",") if args.servers else None
+        chosen = runner.select_servers(names)
+        if args.baseline is not None:
+            chosen = (*chosen, servers.baseline(args.baseline.resolve()))
         options = runner.RunOptions(
             model=args.model.resolve(),
             batches=args.batch,
@@ -92,7 +101,7 @@ def main(argv: list[str]) -> int:
             duration_s=args.duration,
             warmup_s=args.warmup,
             rounds=args.rounds,
-            servers=runner.select_servers(names),
+            servers=chosen,
             note=args.note,
             logs=args.out / "raw" / "logs",
         )

@@ -16,7 +16,7 @@ from typing import Any
 
 from bench import formats, workload
 from bench.formats import Request, RequestFormat
-from service.app import create_app
+from service.app import DECODED_BUDGET_FACTOR, create_app
 from service.protocol import encode_inference_response, parse_inference_request
 from service.server import build_state
 from service.settings import load_settings
@@ -83,6 +83,7 @@ async def measure(batches: tuple[int, ...]) -> list[str]:
     state = build_state(load_settings({**env, "INTRA_OP_THREADS": "1", "LOG_LEVEL": "warning"}))
     app = create_app(state)
     model = state.registry.get(workload.MODEL_NAME, None).model
+    budget = DECODED_BUDGET_FACTOR * state.settings.max_body_bytes  # parsed as the server does
     lines = [
         "| batch | format | body bytes | run ms | parse ms | encode ms | whole app ms "
         "| app overhead ms | run / app |",
@@ -92,7 +93,7 @@ async def measure(batches: tuple[int, ...]) -> list[str]:
         for batch in batches:
             calls = max(30, 3000 // batch)
             for form in (formats.OIP_JSON, formats.OIP_BINARY):
-                lines.append(await _row(app, model, spec, batch, form, calls))
+                lines.append(await _row(app, model, spec, batch, form, calls, budget))
     return lines
 
 
@@ -103,10 +104,13 @@ async def _row(
     batch: int,
     form: RequestFormat,
     calls: int,
+    budget: int,
 ) -> str:
     request = form.build(spec, workload.make_rows(spec, batch))
     headers = {name.lower(): value for name, value in request.headers.items()}
-    parsed = parse_inference_request(request.body, headers, model.inputs, model.outputs)
+    parsed = parse_inference_request(
+        request.body, headers, model.inputs, model.outputs, budget=budget
+    )
     names = [output.name for output in parsed.outputs]
     results = dict(zip(names, model.run(parsed.inputs, names), strict=True))
 
@@ -114,7 +118,9 @@ async def _row(
         return model.run(parsed.inputs, names)
 
     async def parse_request() -> object:
-        return parse_inference_request(request.body, headers, model.inputs, model.outputs)
+        return parse_inference_request(
+            request.body, headers, model.inputs, model.outputs, budget=budget
+        )
 
     async def encode_response() -> object:
         return encode_inference_response(model.name, model.version, parsed, results, model.outputs)

@@ -221,3 +221,22 @@ ALL_SERVERS = (
     MLSERVER_BATCHING,
     LITSERVE,
 )
+
+
+def baseline(source: Path) -> ServerSpec:
+    """Ours from another checkout of `service/` (`--baseline`): a change's before and after,
+    side by side in one run. -P keeps the working directory off sys.path, so PYTHONPATH
+    decides which `service` runs."""
+    ours = _ours({})
+
+    def launch(repository: Path, work: Path, port: int) -> Launch:
+        env = {**ours(repository, work, port).env, "PYTHONPATH": str(source)}
+        return Launch([sys.executable, "-P", "-m", "service"], env)
+
+    def unavailable() -> str | None:
+        found = (source / "service" / "__main__.py").is_file()
+        return None if found else f"--baseline {source}: no service/__main__.py there"
+
+    return ServerSpec(
+        "ours-baseline", OURS.formats, OURS.ready_path, launch, unavailable, "ours (baseline)"
+    )

@@ -6,7 +6,8 @@
 #   trusts it for a TLS-intercepting proxy, and it lands in no layer.
 # - --require-hashes --no-deps --only-binary=:all:: every byte pinned, nothing resolved, no
 #   sdist build script runs.
-# - pip/setuptools and the packages' own tests/ (numpy ships ~17 MB) never run in the image.
+# - pip/setuptools, the packages' own tests/ (numpy ships ~17 MB) and the C++ sources pysimdjson
+#   ships beside its built module (~7.7 MB) never run in the image.
 # - CUDA wheels (GPU lock): keep what onnxruntime.preload_dlls() and the CUDA provider load
 #   (cublasLt, cublas, nvrtc, curand, cufft, cudart, cudnn, nvJitLink); drop headers, static
 #   libraries, the alternative NVRTC build (*.alt.*, ~113 MB) and the FFTW/NVBLAS wrappers.
@@ -21,6 +22,9 @@ if [ "${KEEP_PIP:-0}" != 1 ]; then
     /opt/venv/bin/pip uninstall --yes --quiet pip setuptools
 fi
 find /opt/venv/lib -depth -type d -name tests -path '*/site-packages/*' -exec rm -rf {} +
+rm -f /opt/venv/lib/python3*/site-packages/simdjson/*.cpp \
+    /opt/venv/lib/python3*/site-packages/simdjson/*.h \
+    /opt/venv/lib/python3*/site-packages/simdjson/*.pyx
 for nvidia in /opt/venv/lib/python3*/site-packages/nvidia; do
     [ -d "$nvidia" ] || continue
     find "$nvidia" -depth -type d -name include -exec rm -rf {} +

@@ -7,6 +7,8 @@
 #                              scripts/dev_env.sh builds for the tests, scanners and linters
 #   ci/uv.lock                 the Dagger module (scripts/lock-module.sh)
 # Run after editing `dependencies` in pyproject.toml or ci/pyproject.toml; commit the result.
+# The committed pins are kept (a new dependency moves no other pin); `--upgrade` re-resolves
+# every package to its newest allowed version.
 #
 # CUDA major: onnxruntime-gpu <= 1.26 on PyPI is built for CUDA 12 (NVIDIA driver >= 525);
 # >= 1.27 is CUDA 13 (driver >= 580, no GPUs older than Turing). CUDA 12 runs on every
@@ -17,6 +19,12 @@ set -euo pipefail
 . "$(dirname "$0")/lib/usage.sh"
 help_first "$@"
 cd "$(dirname "$0")/.."
+upgrade=()
+case ${1:-} in
+    --upgrade) upgrade=(--upgrade) ;;
+    "") ;;
+    *) echo "lock.sh: unknown argument $1 (--upgrade or nothing)" >&2; exit 2 ;;
+esac
 
 gpu_ort=${GPU_ORT:-'onnxruntime-gpu[cuda,cudnn]==1.26.*'}
 # The dev image gets these pyproject `dev` entries (version ranges from pyproject), not the
@@ -48,7 +56,10 @@ if sum(is_ort) != 1:
 PY
 
 compile() {  # compile IN OUT: one lock valid on every platform for Python 3.11
-    "$uv" pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+    # uv keeps the pins of the file it writes to: start it from the committed lock.
+    local committed=requirements/${2##*/}
+    [[ ${#upgrade[@]} -gt 0 || ! -f $committed ]] || cp "$committed" "$2"
+    "$uv" pip compile "${upgrade[@]}" --quiet --universal --python-version 3.11 --generate-hashes \
         --no-header --custom-compile-command ./scripts/lock.sh "$1" -o "$2"
     # Every pinned package must have a wheel for each Linux arch the image is built for.
     local arch
@@ -94,4 +105,4 @@ echo "lock.sh: wrote requirements/runtime.lock ($(grep -c '^[a-z]' requirements/
      "requirements/dev.lock ($(grep -c '^[a-z]' requirements/dev.lock) pins)," \
      "requirements/test.lock ($(grep -c '^[a-z]' requirements/test.lock) pins)"
 # The Dagger module's own lock, the way the engine's runtime makes it.
-./scripts/lock-module.sh --upgrade # re-resolve the module's pins with the rest
+./scripts/lock-module.sh "${upgrade[@]}"  # the module keeps or re-resolves its pins alike

@@ -4,37 +4,48 @@
 nested, checking every value against the datatype; :func:`json_data` is an output's data as
 responses (and the inference log's payloads) write it.
 
-Large JSON tensors are decoded straight into numpy, without one Python object per number:
-orjson turns every number of a ``"data"`` array into a Python object (8 to 40 bytes each on
-top of the text), so a 60 MB body of zeros took over 1 GB. For a large request the flat
-numeric ``data`` arrays are cut out of the text before orjson sees it, each replaced by a
-placeholder string; :func:`decode_numbers` later checks the text against JSON's number
-grammar and converts it in bounded chunks with numpy into an array of the input's dtype,
-allocated once, after its size was checked against the request's budget. What is left for
-orjson is bounded by :func:`check_values` (about 40 bytes per JSON value).
+The numeric JSON tensors of all but small requests are decoded straight into numpy, without
+one Python object per number: orjson turns every number of a ``"data"`` array into a Python
+object (8 to 40 bytes each on top of the text, and most of the parse time of a batch-32
+request), so a 60 MB body of zeros took over 1 GB. For a request of FAST_MIN_BYTES or more,
+the flat numeric ``data`` arrays are cut out of the text before orjson sees it, each
+replaced by a placeholder string; :func:`decode_numbers` later converts that text in bounded
+chunks with simdjson (a strict JSON number parser writing straight into a buffer) into an
+array of the input's dtype, allocated once, after its size was checked against the request's
+budget. A chunk simdjson refuses goes through a slower numpy reader that names what is wrong
+with it. What is left for orjson is bounded by :func:`check_values` (about 40 bytes per JSON
+value).
 """
 
 from __future__ import annotations
 
 import math
 import os
-import re
 import struct
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Literal
 
 import numpy as np
+import simdjson
 
 from service.errors import BadRequest, PayloadTooLarge, short_repr
 from service.tensors import ACCEPTED_JSON_KINDS, NUMPY_DTYPES, element_count
 
-# Smaller documents go to orjson whole: at most ~0.5 M values (~20 MB of Python objects),
-# and orjson + np.array is ~10x faster than the text path on batch-32/128 requests.
-FAST_MIN_BYTES = 1 << 20
+# Smaller documents go to orjson whole (a batch-1 request): below this size, finding and
+# cutting the arrays costs about what orjson's Python numbers do.
+FAST_MIN_BYTES = 16 * 1024
 SPAN_MIN_BYTES = 1024  # shorter arrays stay in the document
 CHUNK_BYTES = 1 << 20  # text converted per step: bounds temporaries and GIL hold times
 VALUE_BYTES = 40  # a number in a list, as orjson builds it (slot + object)
 CONTAINER_BYTES = 72  # an empty list or object
-_DATA_KEY = re.compile(rb'(?<!\\)"data"\s*:\s*\[')
+_DATA_KEY = b'"data"'
+_JSON_SPACE = b" \t\r\n"
+# simdjson's buffer types by numpy kind: what each datatype is parsed as before its range check.
+_PARSED_AS: dict[str, tuple[Literal["d", "i", "u"], np.dtype[Any]]] = {
+    "f": ("d", np.dtype(np.float64)),
+    "i": ("i", np.dtype(np.int64)),
+    "u": ("u", np.dtype(np.uint64)),
+}
 _NUMBER_BYTES = b"0123456789+-.eE, \t\r\n"
 _DIGIT = np.zeros(256, dtype=bool)
 _DIGIT[list(b"0123456789")] = True
@@ -57,8 +68,7 @@ def cut_numeric_arrays(text: bytes) -> tuple[bytes, dict[str, memoryview]]:
     parts: list[bytes | memoryview] = []
     spans: dict[str, memoryview] = {}
     done = 0
-    for match in _DATA_KEY.finditer(text):
-        start = match.end()
+    for start in _data_arrays(text):
         if start < done:
             continue
         end = text.find(b"]", start)
@@ -76,6 +86,27 @@ def cut_numeric_arrays(text: bytes) -> tuple[bytes, dict[str, memoryview]]:
     return b"".join(parts), spans
 
 
+def _data_arrays(text: bytes) -> Iterator[int]:
+    """Where the text of each ``"data": [...]`` array starts (past its bracket). A ``"data"``
+    with a backslash before it is inside a string (its quotes are escaped): skipped."""
+    position = text.find(_DATA_KEY)
+    while position >= 0:
+        after = position + len(_DATA_KEY)
+        if position == 0 or text[position - 1] != ord("\\"):
+            colon = _past_space(text, after)
+            if text[colon : colon + 1] == b":":
+                bracket = _past_space(text, colon + 1)
+                if text[bracket : bracket + 1] == b"[":
+                    yield bracket + 1
+        position = text.find(_DATA_KEY, after)
+
+
+def _past_space(text: bytes, index: int) -> int:
+    while index < len(text) and text[index] in _JSON_SPACE:
+        index += 1
+    return index
+
+
 def _only_number_bytes(span: memoryview) -> bool:
     for offset in range(0, len(span), CHUNK_BYTES):
         if bytes(span[offset : offset + CHUNK_BYTES]).translate(None, _NUMBER_BYTES):
@@ -85,6 +116,8 @@ def _only_number_bytes(span: memoryview) -> bool:
 
 def check_values(document: bytes, budget: int) -> None:
     """413 before orjson builds more Python objects than the request's memory budget."""
+    if max(VALUE_BYTES, CONTAINER_BYTES) * len(document) + VALUE_BYTES <= budget:
+        return  # one byte per comma or bracket at most: counting cannot reach the budget
     containers = document.count(b"[") + document.count(b"{")
     estimate = VALUE_BYTES * (document.count(b",") + 1) + CONTAINER_BYTES * containers
     if estimate > budget:
@@ -102,15 +135,7 @@ def decode_numbers(
     dtype = NUMPY_DTYPES[datatype]
     if dtype.kind not in "iuf":
         raise BadRequest(f"input '{name}': 'data' holds numbers, not valid {datatype} values")
-    commas = sum(
-        bytes(span[offset : offset + CHUNK_BYTES]).count(b",")
-        for offset in range(0, len(span), CHUNK_BYTES)
-    )
-    if commas + 1 != count:  # counted in the text, before anything is allocated
-        raise BadRequest(
-            f"input '{name}': shape {shape} needs {count} elements, data has {commas + 1}"
-        )
-    out = np.empty(count, dtype=dtype)
+    out = np.empty(count, dtype=dtype)  # the shape's bytes were checked against the budget
     position = filled = 0
     while position < len(span):
         end = position + CHUNK_BYTES
@@ -118,11 +143,26 @@ def decode_numbers(
             comma = _find_comma(span, end)
             end = comma if comma >= 0 else len(span)
         chunk = bytes(span[position:end])
-        values = _parse_chunk(chunk, dtype, datatype, name)
+        values = _simdjson_chunk(chunk, dtype)
+        if values is None:
+            values = _parse_chunk(chunk, dtype, datatype, name)
+        if filled + len(values) > count:
+            raise _count_mismatch(span, shape, count, name)
         out[filled : filled + len(values)] = values
         filled += len(values)
         position = end + 1
+    if filled != count:
+        raise _count_mismatch(span, shape, count, name)
     return out.reshape(shape)
+
+
+def _count_mismatch(span: memoryview, shape: list[int], count: int, name: str) -> BadRequest:
+    commas = sum(
+        bytes(span[offset : offset + CHUNK_BYTES]).count(b",")
+        for offset in range(0, len(span), CHUNK_BYTES)
+    )
+    found = commas + 1
+    return BadRequest(f"input '{name}': shape {shape} needs {count} elements, data has {found}")
 
 
 def _find_comma(span: memoryview, start: int) -> int:
@@ -133,6 +173,28 @@ def _find_comma(span: memoryview, start: int) -> int:
             return start + found
         start += step
     return -1
+
+
+def _simdjson_chunk(chunk: bytes, dtype: np.dtype[Any]) -> np.ndarray | None:
+    """The chunk's numbers as `dtype`, or None for whatever simdjson refuses or the dtype
+    cannot hold (the careful reader, _parse_chunk, then names the problem)."""
+    of_type, parsed = _PARSED_AS[dtype.kind]
+    try:
+        # A parser per chunk: as cheap as reusing one, and safe on any thread.
+        document = simdjson.Parser().parse(b"[" + chunk + b"]")
+        if not isinstance(document, simdjson.Array):  # a chunk that closed the brackets
+            return None
+        values = np.frombuffer(document.as_buffer(of_type=of_type), dtype=parsed)
+    except (ValueError, TypeError, RuntimeError):  # its errors: bad number, type, big integer
+        return None
+    if dtype.kind == "f":
+        with np.errstate(over="ignore"):
+            typed = values.astype(dtype)
+        return None if np.isinf(typed).any() else typed  # JSON has no infinity: an overflow
+    limits = np.iinfo(dtype)
+    if values.size and (values.min() < limits.min or values.max() > limits.max):
+        return None
+    return values.astype(dtype, copy=False)
 
 
 def _parse_chunk(chunk: bytes, dtype: np.dtype[Any], datatype: str, name: str) -> np.ndarray:
@@ -156,7 +218,8 @@ def _parse_chunk(chunk: bytes, dtype: np.dtype[Any], datatype: str, name: str) -
     if values.size != expected:
         raise BadRequest(bad)
     if dtype.kind == "f":
-        typed = values.astype(dtype) if values.dtype != dtype else values
+        with np.errstate(over="ignore"):  # an overflow is refused just below
+            typed = values.astype(dtype) if values.dtype != dtype else values
         if np.isinf(typed).any():  # JSON has no infinity: an overflow
             raise BadRequest(f"input '{name}': a value is out of range for {datatype}")
         return typed
@@ -218,11 +281,39 @@ _STRUCT_CODES: dict[str, str] = {
 NON_FINITE_NAMES = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
+class SpelledBooleans:
+    """Whether a JSON document spells true or false anywhere: searched for once, and only when
+    asked (scanning the body costs more than the checks that usually make the question moot).
+    A memoryview is not searched: assume so."""
+
+    def __init__(self, text: bytes | memoryview) -> None:
+        self._text: bytes | memoryview | None = text
+        self._found = False
+
+    def __call__(self) -> bool:
+        if (text := self._text) is not None:
+            self._found = not isinstance(text, bytes) or b"true" in text or b"false" in text
+            self._text = None
+        return self._found
+
+
+# The bytes of 0 and 1 in each datatype: true/false packed by struct become one of them.
+_ZERO_AND_ONE = {
+    datatype: (struct.pack(f"<{code}", 0), struct.pack(f"<{code}", 1))
+    for datatype, code in _STRUCT_CODES.items()
+}
+
+
 def json_data_to_array(
-    data: object, datatype: str, shape: list[int], name: str, bools: bool = True
+    data: object,
+    datatype: str,
+    shape: list[int],
+    name: str,
+    spelled_booleans: SpelledBooleans | None = None,
 ) -> np.ndarray:
     """Convert the JSON ``data`` of one input (flat or nested, row-major) to an array.
-    `bools`: False when the document holds no true/false at all (skips looking for them)."""
+    `spelled_booleans`: whether the document holds true/false at all (if not, no number needs
+    a look at its type); None: assume so."""
     if not isinstance(data, list):
         raise BadRequest(f"input '{name}': 'data' must be a list")
     count = element_count(shape)
@@ -245,7 +336,9 @@ def json_data_to_array(
     except (struct.error, OverflowError):  # the general path names the culprit
         return _nested_data_to_array(data, datatype, shape, name)
     values = np.ndarray(shape, NUMPY_DTYPES[datatype], packed)
-    if count and bools and _holds_bools(data, values):
+    zero, one = _ZERO_AND_ONE[datatype]
+    # Without the bytes of a 0 or a 1 anywhere (aligned or not), no true/false was packed.
+    if count and (zero in packed or one in packed) and _holds_bools(data, values, spelled_booleans):
         raise BadRequest(f"input '{name}': 'data' holds true/false, not valid {datatype} values")
     return values
 
@@ -324,10 +417,15 @@ def _with_non_finite_names(
     return np.array(converted, dtype=np.float64).reshape(array_.shape)
 
 
-def _holds_bools(data: list[Any], values: np.ndarray) -> bool:
-    """numpy and array.array turn true/false mixed with numbers into 1/0: look for them, but
-    only when there is a 0 or 1 at all, which keeps typical data on the vectorised path."""
+def _holds_bools(
+    data: list[Any], values: np.ndarray, spelled_booleans: SpelledBooleans | None = None
+) -> bool:
+    """numpy and struct turn true/false mixed with numbers into 1/0: look for them, but only
+    when the document spells true or false and there is a 0 or 1 at all, which keeps typical
+    data on the vectorised path."""
     if values.dtype.kind not in "iufb" or not np.count_nonzero((values == 0) | (values == 1)):
+        return False
+    if spelled_booleans is not None and not spelled_booleans():
         return False
     return bool in set(map(type, np.array(data, dtype=object).reshape(-1)))
 

@@ -4,6 +4,7 @@ bounded time to receive a body (408), so stalled uploads cannot hold in-flight s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from starlette.types import Receive
 
@@ -34,6 +35,14 @@ class AdmissionGate:
         self.in_flight -= 1
 
 
+def _already_received(receive: Receive) -> bool:
+    """True when the whole body is in already, so reading it cannot wait (no clock to set).
+    uvicorn's `receive` is its request cycle's bound method, whose `more_body` says so; any
+    other server's body is read on the clock."""
+    cycle = getattr(receive, "__self__", None)
+    return getattr(cycle, "more_body", True) is False and not getattr(cycle, "disconnected", True)
+
+
 def _too_large(size: int, limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(f"request body of {size}+ bytes exceeds MAX_BODY_BYTES={limit}")
 
@@ -48,8 +57,9 @@ async def read_body(
         raise _too_large(int(declared), limit)
     chunks: list[bytes] = []
     size = 0
+    received = _already_received(receive)
     try:
-        async with asyncio.timeout(timeout_s):
+        async with contextlib.nullcontext() if received else asyncio.timeout(timeout_s):
             while True:
                 message = await receive()
                 if message["type"] == "http.disconnect":

@@ -22,6 +22,7 @@ from service.binary import (
 )
 from service.errors import BadRequest, PayloadTooLarge, short_repr
 from service.json_tensors import (
+    SpelledBooleans,
     check_values,
     cut_numeric_arrays,
     decode_numbers,
@@ -77,9 +78,8 @@ def parse_inference_request(
         text = body if len(header) == len(body) else bytes(header)
         text, spans = cut_numeric_arrays(text)
         check_values(text, budget)
-    # Only a document that spells true or false can hold a boolean among its numbers: the
-    # others skip that check (json_data_to_array). A memoryview is not searched: assume so.
-    bools = not isinstance(text, bytes) or b"true" in text or b"false" in text
+    # Only a document that spells true or false can hold a boolean among its numbers.
+    spelled_booleans = SpelledBooleans(text)
     try:
         document = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
@@ -91,7 +91,7 @@ def parse_inference_request(
         raise BadRequest(f"'id' must be a string, got {short_repr(request_id)}")
     parameters = _parameters(document, "request")
     binary_default = _flag(parameters, "binary_data_output", "request")
-    arrays = _parse_inputs(document.get("inputs"), tail, inputs, spans, budget, bools)
+    arrays = _parse_inputs(document.get("inputs"), tail, inputs, spans, budget, spelled_booleans)
     return InferenceRequest(
         id=request_id,
         inputs=arrays,
@@ -123,7 +123,7 @@ def _parse_inputs(
     specs: Mapping[str, TensorSpec],
     spans: Mapping[str, memoryview],
     budget: int | None,
-    bools: bool = True,
+    spelled_booleans: SpelledBooleans,
 ) -> dict[str, np.ndarray]:
     if not isinstance(entries, list) or not entries:
         raise BadRequest("'inputs' must be a non-empty list")
@@ -152,7 +152,7 @@ def _parse_inputs(
                 count = element_count(shape)
                 arrays[name] = decode_numbers(spans[data], datatype, shape, count, name)
             else:
-                arrays[name] = json_data_to_array(data, datatype, shape, name, bools)
+                arrays[name] = json_data_to_array(data, datatype, shape, name, spelled_booleans)
             continue
         if "data" in entry:
             raise BadRequest(f"input '{name}' has both 'data' and binary_data_size")

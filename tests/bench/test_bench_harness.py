@@ -26,9 +26,13 @@ pytestmark = pytest.mark.skipif(
 
 def test_quick_run_checks_every_answer_and_writes_the_report(tmp_path: Path) -> None:
     """Ours (JSON and binary; defaults and batching off; under uvicorn and granian; one and two
-    processes) and the naive app, 1 s cells: labels match ORT, no errors."""
+    processes; another checkout's, --baseline) and the naive app, 1 s cells: labels match
+    ORT, no errors."""
     contenders = "ours,ours-nobatch,ours-granian,ours-2workers,naive-fastapi"
+    baseline = tmp_path / "baseline"
+    shutil.copytree(workload.REPO_ROOT / "service", baseline / "service")
     command = [sys.executable, "-m", "bench", "--quick", "--servers", contenders]
+    command += ["--baseline", str(baseline)]
     command += ["--batch", "1,32", "--concurrency", "2", "--out", str(tmp_path)]
     command += ["--model", str(mlp_model())]
     completed = subprocess.run(
@@ -42,6 +46,7 @@ def test_quick_run_checks_every_answer_and_writes_the_report(tmp_path: Path) -> 
     expected = {"in-process ORT", "ours (defaults) json", "ours (defaults) binary"}
     expected |= {"ours (batching off) json", "ours (batching off) binary", "naive-fastapi json"}
     expected |= {"ours-granian json", "ours-granian binary", "ours-2workers json"}
+    expected |= {"ours (baseline) json", "ours (baseline) binary"}
     # The merged-batch limit: in-process ORT at 2 rows (batch 1) and 64 rows (batch 32).
     expected |= {"in-process ORT, merged batch"}
     assert measured == {(name, batch) for name in expected for batch in (1, 32)}
@@ -49,6 +54,25 @@ def test_quick_run_checks_every_answer_and_writes_the_report(tmp_path: Path) -> 
     report = (tmp_path / "latest.md").read_text()
     assert "## Targets" in report and "| ours (defaults) binary | 2 |" in report
     assert (tmp_path / "latest.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_baseline_is_the_other_checkout(tmp_path: Path) -> None:
+    """--baseline runs the service/ found there, not this repository's: one that cannot start
+    fails its contender, while ours is measured."""
+    broken = tmp_path / "baseline" / "service"
+    shutil.copytree(workload.REPO_ROOT / "service", broken)
+    (broken / "__main__.py").write_text('raise SystemExit("the baseline checkout ran")\n')
+    command = [sys.executable, "-m", "bench", "--quick", "--servers", "ours", "--batch", "1"]
+    command += ["--baseline", str(broken.parent), "--out", str(tmp_path / "out")]
+    completed = subprocess.run(
+        command, cwd=workload.REPO_ROOT, capture_output=True, text=True, timeout=240
+    )
+    assert completed.returncode == 1, completed.stderr[-3000:]
+    results = json.loads((tmp_path / "out" / "latest.json").read_text())
+    assert set(results["failed"]) == {"ours-baseline"}
+    log = (tmp_path / "out" / "raw" / "logs" / "ours-baseline.log").read_text()
+    assert "the baseline checkout ran" in log
+    assert {c["contender"] for c in results["cells"]} >= {"ours (defaults) json"}
 
 
 def test_label_check_rejects_a_server_that_answers_something_else(tmp_path: Path) -> None:
@@ -92,3 +116,26 @@ def test_label_check_rejects_labels_that_differ_from_onnx_runtime(tmp_path: Path
         verify.check_labels("naive", port, request, formats.PLAIN_JSON, right)
         with pytest.raises(BenchError, match=r"^naive: labels differ from in-process ORT"):
             verify.check_labels("naive", port, request, formats.PLAIN_JSON, wrong)
+
+
+def test_the_http_floor_serves_the_infer_request_on_both_stacks() -> None:
+    """bench.http_floor: both servers answered every request (wrk saw no error), and each
+    row has its CPU per request."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.http_floor", "--concurrency", "2", "--duration", "1"],
+        cwd=workload.REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    rows = [line for line in completed.stdout.splitlines() if line.startswith("| ")][1:]
+    assert [row.split(" | ")[0] for row in rows] == [
+        "| raw asyncio responder",
+        "| uvicorn + service/http.py",
+    ]
+    for row in rows:
+        requests_per_s, cpu_us = (
+            float(cell.replace(",", "")) for cell in row.strip(" |").split(" | ")[-2:]
+        )
+        assert requests_per_s > 0 and cpu_us > 0, row
