@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import struct
 from collections.abc import Iterator
 from typing import Any, Literal
@@ -39,7 +40,8 @@ CHUNK_BYTES = 1 << 20  # text converted per step: bounds temporaries and GIL hol
 VALUE_BYTES = 40  # a number in a list, as orjson builds it (slot + object)
 CONTAINER_BYTES = 72  # an empty list or object
 _DATA_KEY = b'"data"'
-_JSON_SPACE = b" \t\r\n"
+_JSON_SPACE = re.compile(rb"[ \t\r\n]*")
+_EMPTY_VALUE = re.compile(rb"(?:^|,)[ \t\r\n]*(?:,|$)")  # "", " ", "1,,2", "1, "
 # simdjson's buffer types by numpy kind: what each datatype is parsed as before its range check.
 _PARSED_AS: dict[str, tuple[Literal["d", "i", "u"], np.dtype[Any]]] = {
     "f": ("d", np.dtype(np.float64)),
@@ -67,12 +69,15 @@ def cut_numeric_arrays(text: bytes) -> tuple[bytes, dict[str, memoryview]]:
     token = os.urandom(8).hex()  # a client cannot name a placeholder it cannot guess
     parts: list[bytes | memoryview] = []
     spans: dict[str, memoryview] = {}
-    done = 0
-    for start in _data_arrays(text):
-        if start < done:
-            continue
+    done = position = 0
+    while (start := _next_data_array(text, position)) >= 0:
         end = text.find(b"]", start)
-        if end < 0 or end - start < SPAN_MIN_BYTES:
+        if end < 0:
+            break
+        # "data" keys before this "]" are inside this array: never looked at again, so the
+        # search stays linear in the body (such an inner array stays orjson's).
+        position = end + 1
+        if end - start < SPAN_MIN_BYTES:
             continue
         span = view[start:end]
         if not _only_number_bytes(span):  # nested, strings, true/false: orjson's
@@ -86,25 +91,25 @@ def cut_numeric_arrays(text: bytes) -> tuple[bytes, dict[str, memoryview]]:
     return b"".join(parts), spans
 
 
-def _data_arrays(text: bytes) -> Iterator[int]:
-    """Where the text of each ``"data": [...]`` array starts (past its bracket). A ``"data"``
-    with a backslash before it is inside a string (its quotes are escaped): skipped."""
-    position = text.find(_DATA_KEY)
-    while position >= 0:
+def _next_data_array(text: bytes, position: int) -> int:
+    """Where the text of the first ``"data": [...]`` array from `position` starts (past its
+    bracket), or -1. A ``"data"`` with a backslash before it is inside a string (its quotes
+    are escaped): skipped."""
+    while (position := text.find(_DATA_KEY, position)) >= 0:
         after = position + len(_DATA_KEY)
         if position == 0 or text[position - 1] != ord("\\"):
             colon = _past_space(text, after)
             if text[colon : colon + 1] == b":":
                 bracket = _past_space(text, colon + 1)
                 if text[bracket : bracket + 1] == b"[":
-                    yield bracket + 1
-        position = text.find(_DATA_KEY, after)
+                    return bracket + 1
+        position = after
+    return -1
 
 
 def _past_space(text: bytes, index: int) -> int:
-    while index < len(text) and text[index] in _JSON_SPACE:
-        index += 1
-    return index
+    match = _JSON_SPACE.match(text, index)
+    return match.end() if match else index
 
 
 def _only_number_bytes(span: memoryview) -> bool:
@@ -136,24 +141,54 @@ def decode_numbers(
     if dtype.kind not in "iuf":
         raise BadRequest(f"input '{name}': 'data' holds numbers, not valid {datatype} values")
     out = np.empty(count, dtype=dtype)  # the shape's bytes were checked against the budget
-    position = filled = 0
-    while position < len(span):
-        end = position + CHUNK_BYTES
-        if end < len(span):
-            comma = _find_comma(span, end)
-            end = comma if comma >= 0 else len(span)
-        chunk = bytes(span[position:end])
+    filled = 0
+    for chunk, alone in _chunks(span, name):
         values = _simdjson_chunk(chunk, dtype)
-        if values is None:
+        if values is None or (not values.size and not alone):  # "1, ,2" or a trailing comma
             values = _parse_chunk(chunk, dtype, datatype, name)
         if filled + len(values) > count:
             raise _count_mismatch(span, shape, count, name)
         out[filled : filled + len(values)] = values
         filled += len(values)
-        position = end + 1
     if filled != count:
         raise _count_mismatch(span, shape, count, name)
     return out.reshape(shape)
+
+
+def check_numbers(span: memoryview) -> None:
+    """400 unless a cut-out array no input reads (in parameters, a repeated key) is valid
+    JSON: what orjson would have checked, had it seen it."""
+    for chunk, alone in _chunks(span, "data"):
+        try:
+            document = simdjson.Parser().parse(b"[" + chunk + b"]")
+            if isinstance(document, simdjson.Array) and (len(document) or alone):
+                continue
+        except (ValueError, TypeError, RuntimeError):
+            pass
+        raise BadRequest("request body is not valid JSON: a 'data' array holds a bad number")
+
+
+def _chunks(span: memoryview, name: str) -> Iterator[tuple[bytes, bool]]:
+    """The span's text in pieces of about CHUNK_BYTES, cut at commas (each piece, and
+    whether it is the whole span). Text with no comma for another CHUNK_BYTES is one number
+    longer than any a tensor holds: refused before anything converts it, so a piece is at
+    most twice CHUNK_BYTES."""
+    position = 0
+    while True:
+        end = position + CHUNK_BYTES
+        if end < len(span):
+            comma = _find_comma(span, end, end + CHUNK_BYTES)
+            if comma < 0 and len(span) - end > CHUNK_BYTES:
+                raise BadRequest(
+                    f"input '{name}': 'data' holds a number of more than {CHUNK_BYTES} bytes"
+                )
+            end = comma if comma >= 0 else len(span)
+        else:
+            end = len(span)
+        yield bytes(span[position:end]), position == 0 and end == len(span)
+        if end >= len(span):
+            return
+        position = end + 1
 
 
 def _count_mismatch(span: memoryview, shape: list[int], count: int, name: str) -> BadRequest:
@@ -165,10 +200,12 @@ def _count_mismatch(span: memoryview, shape: list[int], count: int, name: str) -
     return BadRequest(f"input '{name}': shape {shape} needs {count} elements, data has {found}")
 
 
-def _find_comma(span: memoryview, start: int) -> int:
+def _find_comma(span: memoryview, start: int, stop: int) -> int:
+    """The first comma in span[start:stop], or -1."""
     step = 4096
-    while start < len(span):
-        found = bytes(span[start : start + step]).find(b",")
+    stop = min(stop, len(span))
+    while start < stop:
+        found = bytes(span[start : min(start + step, stop)]).find(b",")
         if found >= 0:
             return start + found
         start += step
@@ -199,8 +236,8 @@ def _simdjson_chunk(chunk: bytes, dtype: np.dtype[Any]) -> np.ndarray | None:
 
 def _parse_chunk(chunk: bytes, dtype: np.dtype[Any], datatype: str, name: str) -> np.ndarray:
     bad = f"input '{name}': 'data' is not a list of valid {datatype} numbers"
-    if not _json_number_grammar(np.frombuffer(chunk, dtype=np.uint8)):
-        raise BadRequest(bad)
+    if _EMPTY_VALUE.search(chunk) or not _json_number_grammar(np.frombuffer(chunk, np.uint8)):
+        raise BadRequest(bad)  # numpy would read an empty value as -1
     expected = chunk.count(b",") + 1
     if dtype.kind in "iu" and _FLOAT_SIGNS.intersection(chunk):
         raise BadRequest(f"input '{name}': 'data' holds float values, not valid {datatype} values")
@@ -226,7 +263,10 @@ def _parse_chunk(chunk: bytes, dtype: np.dtype[Any], datatype: str, name: str) -
     limits = np.iinfo(parse)
     if (values == limits.max).any() or (dtype.kind == "i" and (values == limits.min).any()):
         # numpy saturates on overflow: check these few exactly, with Python integers.
-        exact = [int(token) for token in chunk.split(b",")]
+        try:
+            exact = [int(token) for token in chunk.split(b",")]
+        except ValueError:  # more digits than Python converts (4300): far out of range
+            raise BadRequest(f"input '{name}': a value is out of range for {datatype}") from None
         target = np.iinfo(dtype)
         if any(value < target.min or value > target.max for value in exact):
             raise BadRequest(f"input '{name}': a value is out of range for {datatype}")

@@ -23,6 +23,7 @@ from service.binary import (
 from service.errors import BadRequest, PayloadTooLarge, short_repr
 from service.json_tensors import (
     SpelledBooleans,
+    check_numbers,
     check_values,
     cut_numeric_arrays,
     decode_numbers,
@@ -91,7 +92,10 @@ def parse_inference_request(
         raise BadRequest(f"'id' must be a string, got {short_repr(request_id)}")
     parameters = _parameters(document, "request")
     binary_default = _flag(parameters, "binary_data_output", "request")
-    arrays = _parse_inputs(document.get("inputs"), tail, inputs, spans, budget, spelled_booleans)
+    unread = dict(spans)  # each input's data takes its own; the rest is only checked
+    arrays = _parse_inputs(document.get("inputs"), tail, inputs, unread, budget, spelled_booleans)
+    for span in unread.values():
+        check_numbers(span)
     return InferenceRequest(
         id=request_id,
         inputs=arrays,
@@ -121,7 +125,7 @@ def _parse_inputs(
     entries: object,
     tail: RequestTail,
     specs: Mapping[str, TensorSpec],
-    spans: Mapping[str, memoryview],
+    spans: dict[str, memoryview],
     budget: int | None,
     spelled_booleans: SpelledBooleans,
 ) -> dict[str, np.ndarray]:
@@ -150,7 +154,7 @@ def _parse_inputs(
             data = entry["data"]
             if type(data) is str and data in spans:
                 count = element_count(shape)
-                arrays[name] = decode_numbers(spans[data], datatype, shape, count, name)
+                arrays[name] = decode_numbers(spans.pop(data), datatype, shape, count, name)
             else:
                 arrays[name] = json_data_to_array(data, datatype, shape, name, spelled_booleans)
             continue

@@ -155,3 +155,62 @@ def test_booleans_among_numbers_are_refused_on_both_paths(datatype: str, boolean
             body = request(datatype, (filler + b",") * times + boolean, times + 1)
             with pytest.raises(BadRequest, match="true/false"):
                 parse(body, datatype)
+
+
+def test_nested_data_keys_are_looked_at_once_per_array(monkeypatch: pytest.MonkeyPatch) -> None:
+    """256 KiB of `"data":[` before one `]`: each array's text is checked once, not once per
+    key inside it (which took seconds on the event loop), and the body is refused as JSON."""
+    checked: list[int] = []
+    only_numbers = json_tensors._only_number_bytes
+
+    def counting(span: memoryview) -> bool:
+        checked.append(len(span))
+        return only_numbers(span)
+
+    monkeypatch.setattr(json_tensors, "_only_number_bytes", counting)
+    body = b'{"inputs":[{"data":[' + b'"data":[' * (1 << 15) + b"]}]}"
+    with pytest.raises(BadRequest, match="not valid JSON"):
+        parse(body, "FP32")
+    assert len(checked) <= 1, len(checked)
+
+
+@pytest.mark.parametrize("datatype", ["INT64", "UINT8"])
+def test_an_integer_of_thousands_of_digits_is_out_of_range(datatype: str) -> None:
+    count = json_tensors.FAST_MIN_BYTES // 2
+    body = request(datatype, b"1," * (count - 1) + b"1" * 4301, count)
+    with pytest.raises(BadRequest, match=f"out of range for {datatype}"):
+        parse(body, datatype)
+
+
+@pytest.mark.parametrize(
+    ("text", "count"),
+    [
+        (b"1," * ((1 << 19) + 1), (1 << 19) + 1),  # a trailing comma right at a chunk's end
+        (b"1," * ((1 << 19) + 1) + b" " * (1 << 20) + b",2", (1 << 19) + 3),  # "1, ,2"
+    ],
+)
+def test_an_empty_value_at_a_chunk_boundary_is_refused(text: bytes, count: int) -> None:
+    with pytest.raises(BadRequest, match="not a list of valid FP32 numbers"):
+        parse(request("FP32", text, count), "FP32")
+
+
+def test_a_number_longer_than_a_chunk_is_refused_before_conversion() -> None:
+    text = b"1," + b"1" * (3 * json_tensors.CHUNK_BYTES)
+    with pytest.raises(BadRequest, match="a number of more than"):
+        parse(request("FP64", text, 2), "FP64")
+
+
+@pytest.mark.parametrize(
+    ("numbers", "valid"), [(b"1," * 2000 + b"2", True), (b"1,,2," * 600 + b"3", False)]
+)
+def test_a_cut_array_no_input_reads_is_checked_like_the_rest(numbers: bytes, valid: bool) -> None:
+    """A long numeric "data" in parameters is cut out too; orjson would have refused a bad
+    one, and so does the text path."""
+    for padding in (b"", b" " * json_tensors.FAST_MIN_BYTES):
+        extra = b',"parameters":{"note":{"data":[%s]}}%s' % (numbers, padding)
+        body = request("FP32", b"1,2,3", 3, extra)
+        if valid:
+            assert parse(body, "FP32").inputs["x"].tolist() == [1.0, 2.0, 3.0]
+        else:
+            with pytest.raises(BadRequest, match="not valid JSON"):
+                parse(body, "FP32")
