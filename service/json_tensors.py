@@ -159,13 +159,9 @@ def check_numbers(span: memoryview) -> None:
     """400 unless a cut-out array no input reads (in parameters, a repeated key) is valid
     JSON: what orjson would have checked, had it seen it."""
     for chunk, alone in _chunks(span, "data"):
-        try:
-            document = simdjson.Parser().parse(b"[" + chunk + b"]")
-            if isinstance(document, simdjson.Array) and (len(document) or alone):
-                continue
-        except (ValueError, TypeError, RuntimeError):
-            pass
-        raise BadRequest("request body is not valid JSON: a 'data' array holds a bad number")
+        document = _simdjson_array(chunk)
+        if document is None or not (len(document) or alone):
+            raise BadRequest("request body is not valid JSON: a 'data' array holds a bad number")
 
 
 def _chunks(span: memoryview, name: str) -> Iterator[tuple[bytes, bool]]:
@@ -212,17 +208,26 @@ def _find_comma(span: memoryview, start: int, stop: int) -> int:
     return -1
 
 
+def _simdjson_array(chunk: bytes) -> simdjson.Array | None:
+    """The chunk as the items of a JSON array, or None where simdjson refuses it."""
+    try:
+        # A parser per chunk: as cheap as reusing one, and safe on any thread.
+        document = simdjson.Parser().parse(b"[" + chunk + b"]")
+    except (ValueError, TypeError, RuntimeError):  # its errors: bad number, big integer, ...
+        return None
+    return document if isinstance(document, simdjson.Array) else None  # "]" in the chunk
+
+
 def _simdjson_chunk(chunk: bytes, dtype: np.dtype[Any]) -> np.ndarray | None:
     """The chunk's numbers as `dtype`, or None for whatever simdjson refuses or the dtype
     cannot hold (the careful reader, _parse_chunk, then names the problem)."""
     of_type, parsed = _PARSED_AS[dtype.kind]
+    document = _simdjson_array(chunk)
+    if document is None:
+        return None
     try:
-        # A parser per chunk: as cheap as reusing one, and safe on any thread.
-        document = simdjson.Parser().parse(b"[" + chunk + b"]")
-        if not isinstance(document, simdjson.Array):  # a chunk that closed the brackets
-            return None
         values = np.frombuffer(document.as_buffer(of_type=of_type), dtype=parsed)
-    except (ValueError, TypeError, RuntimeError):  # its errors: bad number, type, big integer
+    except (ValueError, TypeError, RuntimeError):  # not all numbers, or not of that type
         return None
     if dtype.kind == "f":
         with np.errstate(over="ignore"):
